@@ -1,0 +1,215 @@
+// `archreg inspect FILE [--json] [--full]`: metadata, tensor table and totals per type.
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "gguf/reader.hpp"
+
+namespace archreg::cli {
+namespace {
+
+using gguf::Value;
+using gguf::ValueType;
+using json = nlohmann::ordered_json;
+
+constexpr uint64_t kArrayPreviewJson = 16;
+constexpr uint64_t kArrayPreviewText = 8;
+
+std::string human_bytes(uint64_t bytes) {
+  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  auto value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", value, kUnits[unit]);
+}
+
+json scalar_json(const Value& value) {
+  switch (value.type()) {
+    case ValueType::kFloat32:
+    case ValueType::kFloat64: {
+      const double number = value.as_number();
+      return std::isfinite(number) ? json(number) : json(fmt::format("{}", number));
+    }
+    case ValueType::kBool: return value.get<bool>();
+    case ValueType::kString: return std::string(value.as_string());
+    case ValueType::kUint64: return value.get<uint64_t>();
+    default: return value.as_int();
+  }
+}
+
+// Arrays are shown up to `limit` elements (all of them when limit is 0).
+json value_json(const Value& value, uint64_t limit) {
+  if (!value.is_array()) return scalar_json(value);
+  json items = json::array();
+  uint64_t shown = 0;
+  for (Value item : value) {
+    if (limit != 0 && shown++ == limit) break;
+    items.push_back(value_json(item, limit));
+  }
+  return items;
+}
+
+std::string scalar_text(const Value& value) {
+  switch (value.type()) {
+    case ValueType::kString: return json(std::string(value.as_string())).dump(-1, ' ', false, json::error_handler_t::replace);
+    case ValueType::kBool: return value.get<bool>() ? "true" : "false";
+    case ValueType::kFloat32: return fmt::format("{}", value.get<float>());
+    case ValueType::kFloat64: return fmt::format("{}", value.get<double>());
+    case ValueType::kUint64: return fmt::format("{}", value.get<uint64_t>());
+    default: return fmt::format("{}", value.as_int());
+  }
+}
+
+std::string value_text(const Value& value, bool full) {
+  if (!value.is_array()) return scalar_text(value);
+  std::string text = "[";
+  uint64_t shown = 0;
+  for (Value item : value) {
+    if (!full && shown == kArrayPreviewText) {
+      text += fmt::format(", ... {} more]", value.size() - shown);
+      return text;
+    }
+    text += (shown++ == 0 ? "" : ", ") + value_text(item, full);
+  }
+  return text + "]";
+}
+
+std::string type_text(const Value& value) {
+  if (!value.is_array()) return std::string(gguf::value_type_name(value.type()));
+  return fmt::format("{}[{}]", gguf::value_type_name(value.element_type()), value.size());
+}
+
+struct TypeTotal {
+  uint64_t count = 0;
+  uint64_t bytes = 0;
+};
+
+std::map<std::string, TypeTotal> totals_by_type(const gguf::Reader& reader) {
+  std::map<std::string, TypeTotal> totals;
+  for (const gguf::TensorInfo& t : reader.tensors()) {
+    TypeTotal& total = totals[gguf::ggml_type_label(t.type)];
+    ++total.count;
+    total.bytes += t.n_bytes;
+  }
+  return totals;
+}
+
+void print_json(const gguf::Reader& reader, bool full) {
+  json doc;
+  doc["file"] = reader.path();
+  doc["version"] = reader.version();
+  doc["alignment"] = reader.alignment();
+  doc["file_size"] = reader.file_size();
+  doc["data_offset"] = reader.data_section_offset();
+  json metadata = json::array();
+  for (const gguf::KeyValue& kv : reader.metadata()) {
+    const Value value = reader.value(kv);
+    json entry{{"key", kv.key}, {"type", gguf::value_type_name(kv.type)}};
+    if (value.is_array()) {
+      entry["element_type"] = gguf::value_type_name(value.element_type());
+      entry["count"] = value.size();
+      entry["truncated"] = !full && value.size() > kArrayPreviewJson;
+    }
+    entry["value"] = value_json(value, full ? 0 : kArrayPreviewJson);
+    metadata.push_back(std::move(entry));
+  }
+  doc["metadata"] = std::move(metadata);
+  json tensors = json::array();
+  for (const gguf::TensorInfo& t : reader.tensors()) {
+    tensors.push_back({{"name", t.name},
+                       {"type", gguf::ggml_type_label(t.type)},
+                       {"shape", t.shape()},
+                       {"n_bytes", t.n_bytes},
+                       {"offset", t.offset},
+                       {"data_offset", t.data_offset}});
+  }
+  doc["tensors"] = std::move(tensors);
+  json totals = json::array();
+  for (const auto& [type, total] : totals_by_type(reader)) {
+    totals.push_back({{"type", type}, {"count", total.count}, {"n_bytes", total.bytes}});
+  }
+  doc["totals"] = std::move(totals);
+  const std::string text = doc.dump(2, ' ', false, json::error_handler_t::replace);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fputc('\n', stdout);
+}
+
+void print_text(const gguf::Reader& reader, bool full) {
+  std::string out;
+  auto line = [&out](std::string text) {
+    out += text;
+    out += '\n';
+  };
+  line(fmt::format("{}: GGUF v{}, {} metadata entries, {} tensors, alignment {}", reader.path(), reader.version(),
+                   reader.metadata().size(), reader.tensors().size(), reader.alignment()));
+  line(fmt::format("  file {} ({}), header {}, data {}", human_bytes(reader.file_size()), reader.file_size(),
+                   human_bytes(reader.data_section_offset()), human_bytes(reader.data_section_size())));
+  line("");
+  line("metadata:");
+  size_t key_width = 0;
+  for (const gguf::KeyValue& kv : reader.metadata()) key_width = std::max(key_width, kv.key.size());
+  for (const gguf::KeyValue& kv : reader.metadata()) {
+    const Value value = reader.value(kv);
+    line(fmt::format("  {:<{}}  {:<14} {}", kv.key, key_width, type_text(value), value_text(value, full)));
+  }
+  line("");
+  line("tensors:");
+  size_t name_width = 4;
+  for (const gguf::TensorInfo& t : reader.tensors()) name_width = std::max(name_width, t.name.size());
+  line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", "name", name_width, "type", "shape", "bytes",
+                   "offset"));
+  for (const gguf::TensorInfo& t : reader.tensors()) {
+    line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", t.name, name_width, gguf::ggml_type_label(t.type),
+                     fmt::format("[{}]", fmt::join(t.shape(), ", ")), t.n_bytes, t.data_offset));
+  }
+  line("");
+  line("totals:");
+  uint64_t all_count = 0;
+  uint64_t all_bytes = 0;
+  for (const auto& [type, total] : totals_by_type(reader)) {
+    line(fmt::format("  {:<8} {:>8} tensors {:>14}", type, total.count, human_bytes(total.bytes)));
+    all_count += total.count;
+    all_bytes += total.bytes;
+  }
+  line(fmt::format("  {:<8} {:>8} tensors {:>14}", "all", all_count, human_bytes(all_bytes)));
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app, int& exit_code) {
+  auto* command = app.add_subcommand("inspect", "Show a GGUF file's metadata, tensors and totals per type");
+  struct Options {
+    std::string file;
+    bool json = false;
+    bool full = false;
+  };
+  auto options = std::make_shared<Options>();
+  command->add_option("FILE", options->file, "GGUF file")->required();
+  command->add_flag("--json", options->json, "Print one JSON document on stdout");
+  command->add_flag("--full", options->full, "Show every element of long arrays");
+  command->callback([options, &exit_code] {
+    try {
+      const gguf::Reader reader = gguf::Reader::open(options->file);
+      if (options->json) {
+        print_json(reader, options->full);
+      } else {
+        print_text(reader, options->full);
+      }
+      exit_code = kExitOk;
+    } catch (const gguf::Error& error) {
+      fmt::print(stderr, "archreg inspect: {}\n", error.what());
+      exit_code = kExitUnreadable;
+    }
+  });
+}
+
+}  // namespace archreg::cli

@@ -1,0 +1,86 @@
+// Streaming GGUF writer: declare metadata and tensor infos, then stream each tensor's bytes
+// in order from any source. Nothing but the header is held in memory. The output is written
+// to a temporary file next to the destination and renamed into place by commit(); a writer
+// destroyed without commit() (an exception, an early return) removes its temporary file, so
+// a failed write never leaves a partial output.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gguf/error.hpp"
+#include "gguf/value.hpp"
+
+namespace archreg::gguf {
+
+struct WriterOptions {
+  bool overwrite = false;  // replace an existing destination
+};
+
+class Writer {
+ public:
+  explicit Writer(std::filesystem::path destination, WriterOptions options = {});
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+  ~Writer();
+
+  // Metadata, in file order. Keys must be unique and non-empty. A `general.alignment` entry
+  // (UINT32, power of two) sets the data alignment; any other type for it is an error.
+  void add(std::string key, MetaValue value);
+  // An entry copied verbatim from a Reader (Reader::raw_entry); `key` is its key.
+  void add_raw(std::string_view key, std::span<const std::byte> entry_bytes);
+
+  // Tensor infos, in file order. Validated like the reader validates them. Returns the index.
+  size_t add_tensor(std::string name, int32_t ggml_type, std::span<const uint64_t> shape);
+
+  uint32_t alignment() const { return alignment_; }
+  uint64_t tensor_bytes(size_t index) const;
+
+  // Streams data: the first call writes the header; the bytes fill the tensors in the order
+  // they were added, each padded to the alignment once complete. Any chunking is allowed.
+  void write(std::span<const std::byte> bytes);
+  // Bytes still expected for the tensor being filled, and its index (== tensor count when done).
+  uint64_t remaining_in_current() const;
+  size_t current_tensor() const { return current_; }
+
+  // Checks every tensor was filled, flushes, fsyncs and renames into place.
+  void commit();
+
+ private:
+  struct PendingTensor {
+    std::string name;
+    int32_t type;
+    std::vector<uint64_t> shape;
+    uint64_t n_bytes;
+    uint64_t offset;
+  };
+  void write_header();
+  void put(std::span<const std::byte> bytes);
+  void put_padding(uint64_t n);
+  void flush();
+  void write_all(std::span<const std::byte> bytes);
+  [[noreturn]] void fail(std::string subject, std::string message) const;
+
+  std::filesystem::path destination_;
+  std::filesystem::path temporary_;
+  WriterOptions options_;
+  int fd_ = -1;
+  bool header_written_ = false;
+  bool committed_ = false;
+  uint32_t alignment_ = 32;
+  std::vector<std::string> keys_;
+  std::vector<std::byte> header_;  // serialized metadata entries
+  std::vector<PendingTensor> tensors_;
+  uint64_t data_size_ = 0;
+  size_t current_ = 0;
+  uint64_t filled_ = 0;  // bytes of the current tensor written so far
+  std::vector<std::byte> buffer_;
+  uint64_t written_ = 0;  // bytes handed to the OS so far
+};
+
+}  // namespace archreg::gguf

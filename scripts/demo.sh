@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The main job on the embedded default model: installs what is missing, builds archreg,
+# generates a small GGUF model and inspects it.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+
+scripts/bootstrap.sh
+cmake --preset release >/dev/null
+cmake --build --preset release -j "${ARCHREG_JOBS:-$(nproc)}" --target archreg archreg-example-model
+model=build/release/demo/tiny-moe.gguf
+mkdir -p "$(dirname "$model")"
+build/release/tests/tools/archreg-example-model "$model"
+echo "\$ archreg inspect $model"
+build/release/core/archreg inspect "$model"

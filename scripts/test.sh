@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test archreg has: installs what is missing, builds, then
+#   1. the release build (warnings are errors) and its full test suite, interop tests included;
+#   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. the GGUF reader fuzzer for ARCHREG_FUZZ_SECONDS (default 60) under ASan + UBSan.
+# Exits non-zero if anything fails. Idempotent; rebuilds incrementally.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+
+venv=$(scripts/bootstrap.sh --test | tail -n 1)
+export ARCHREG_PYTHON="$venv/bin/python"
+jobs=${ARCHREG_JOBS:-$(nproc)}
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "release build + tests"
+cmake --preset release -DARCHREG_PYTHON="$ARCHREG_PYTHON" >/dev/null
+cmake --build --preset release -j "$jobs"
+ctest --preset release -j "$jobs"
+
+step "ASan + UBSan build + tests"
+cmake --preset asan -DARCHREG_PYTHON="$ARCHREG_PYTHON" >/dev/null
+cmake --build --preset asan -j "$jobs"
+ctest --preset asan -j "$jobs"
+
+step "fuzzing the GGUF reader for ${ARCHREG_FUZZ_SECONDS:-60} s"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j "$jobs"
+tests/fuzz/run.sh build/fuzz "${ARCHREG_FUZZ_SECONDS:-60}"
+
+step "all tests passed"
