@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "archreg 0.1.0");
   int exit_code = archreg::cli::kExitOk;
   archreg::cli::add_inspect_command(app, exit_code);
+  archreg::cli::add_validate_command(app, exit_code);
+  archreg::cli::add_spec_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -1,0 +1,35 @@
+// `archreg spec check FILE...`: lints spec files, reporting every problem with file:line:column.
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "fusion/fusion.hpp"
+#include "spec/spec.hpp"
+
+namespace archreg::cli {
+
+void add_spec_command(CLI::App& app, int& exit_code) {
+  auto* spec_command = app.add_subcommand("spec", "Work with architecture spec files");
+  spec_command->require_subcommand(1);
+  auto* check = spec_command->add_subcommand("check", "Lint spec files: every problem, with file:line:column");
+  auto files = std::make_shared<std::vector<std::string>>();
+  check->add_option("FILE", *files, "Spec files (arch-specs/<arch>.yaml)")->required();
+  check->callback([files, &exit_code] {
+    exit_code = kExitOk;
+    for (const std::string& file : *files) {
+      try {
+        const spec::Spec spec = spec::load_spec(file);
+        std::vector<std::string> groups;
+        for (const fusion::FusedForm& form : spec.fused_forms) groups.push_back(form.base);
+        fmt::print("{}: ok: arch {}, {} hyperparameters, {} tensors, fusable: {}\n", file, spec.arch, spec.hparams.size(), spec.tensors.size(),
+                   groups.empty() ? "none" : fmt::format("{}", fmt::join(groups, ", ")));
+      } catch (const spec::SpecError& error) {
+        for (const std::string& problem : error.problems()) fmt::print(stderr, "{}\n", problem);
+        exit_code = kExitInvalid;
+      }
+    }
+  });
+}
+
+}  // namespace archreg::cli

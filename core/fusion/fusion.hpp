@@ -1,0 +1,55 @@
+// The fusion rules: the one place that knows what a fused tensor is made of.
+//
+// For a fusable group (parts P1..Pn, axis a) the fused tensor, for each suffix every part
+// has, has the parts' shape with the axis extent replaced by the sum of the parts' extents;
+// part k sits at the sum of the extents of parts 1..k-1 along that axis. A suffix tensor with
+// fewer dimensions than the .weight (a bias {F, X} of a weight {E, F, X}) concatenates along
+// the axis shifted by the dimensions it lacks. The validator, fuse/unfuse and the runtime
+// loader all use these forms; nothing else spells out "attn_qkv" or "ffn_gate_up_exps".
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "spec/spec.hpp"
+
+namespace archreg::fusion {
+
+struct FusedTensor {
+  std::string suffix;               // "weight", "bias", ...
+  int axis = 0;                     // concatenation axis of this suffix's tensors
+  std::vector<spec::Expr> shape;    // the fused tensor's shape
+  std::vector<spec::Expr> offsets;  // each part's offset along `axis`
+  std::vector<size_t> parts;        // Spec::tensors index of each part, in storage order
+  std::vector<int32_t> types;       // storage types every part allows (empty: any)
+  bool optional = false;            // as optional as its parts
+};
+
+struct FusedForm {
+  size_t group = 0;  // index into Spec::fusable
+  std::string base;  // "attn_qkv"
+  bool per_layer = false;
+  std::optional<spec::Expr> when;  // the parts' shared presence condition
+  std::vector<FusedTensor> tensors;  // ".weight" first
+
+  std::string name(const FusedTensor& tensor) const { return base + "." + tensor.suffix; }
+  std::string gguf_name(const FusedTensor& tensor, int64_t layer) const;
+};
+
+// Derives every group's fused form. Throws spec::SpecError (with positions) when a group is
+// inconsistent: unknown parts, parts in different sections or with different presence rules,
+// shapes that disagree off the axis, an axis out of range, no common storage type.
+std::vector<FusedForm> derive_fused_forms(const spec::Spec& spec);
+
+// A fused tensor's layout for concrete part shapes (all of the same rank).
+struct Layout {
+  std::vector<uint64_t> shape;    // fused shape
+  std::vector<uint64_t> offsets;  // part offsets along the axis
+};
+// Returns nullopt when the parts disagree off the axis.
+std::optional<Layout> layout(std::span<const std::vector<uint64_t>> part_shapes, int axis);
+
+}  // namespace archreg::fusion

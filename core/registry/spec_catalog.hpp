@@ -1,0 +1,45 @@
+// Finds architecture specs by arch name across spec directories, loading each only when asked.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "spec/spec.hpp"
+
+namespace archreg::registry {
+
+class RegistryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class SpecCatalog {
+ public:
+  // Indexes `<dir>/<arch>.yaml` in each directory (missing directories are skipped; a
+  // directory that exists but cannot be read is an error). Nothing is parsed yet.
+  explicit SpecCatalog(std::vector<std::filesystem::path> dirs);
+
+  // Directories searched by default: $ARCHREG_SPEC_PATH (colon-separated), then the
+  // arch-specs/ installed beside the binary (../share/archreg/arch-specs), then the source
+  // tree's arch-specs/ the binary was built from.
+  static std::vector<std::filesystem::path> default_dirs();
+
+  const std::vector<std::filesystem::path>& dirs() const { return dirs_; }
+  std::vector<std::string> arch_names() const;
+  // The spec file for `arch`; nullopt if none. Throws RegistryError if two files claim it.
+  std::optional<std::filesystem::path> find(const std::string& arch) const;
+  // Loads (once) and returns the spec for `arch`; nullptr if unknown. Throws spec::SpecError.
+  const spec::Spec* load(const std::string& arch);
+
+ private:
+  std::vector<std::filesystem::path> dirs_;
+  std::map<std::string, std::vector<std::filesystem::path>> files_;  // arch -> files claiming it
+  std::map<std::string, std::unique_ptr<spec::Spec>> loaded_;
+};
+
+}  // namespace archreg::registry

@@ -1,0 +1,524 @@
+#include "spec/spec.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "fusion/fusion.hpp"
+
+namespace archreg::spec {
+
+SpecError::SpecError(std::vector<std::string> problems)
+    : std::runtime_error(fmt::format("{}", fmt::join(problems, "\n"))), problems_(std::move(problems)) {}
+
+Spec::Spec() = default;
+Spec::Spec(Spec&&) noexcept = default;
+Spec& Spec::operator=(Spec&&) noexcept = default;
+Spec::~Spec() = default;
+
+std::optional<uint32_t> Spec::hparam_index(std::string_view name) const {
+  const auto it = hparam_index_.find(std::string(name));
+  if (it == hparam_index_.end()) return std::nullopt;
+  return it->second;
+}
+
+const TensorDecl* Spec::find_tensor(bool per_layer, std::string_view base, std::string_view suffix) const {
+  for (const TensorDecl& t : tensors) {
+    if (t.per_layer == per_layer && t.base == base && t.suffix == suffix) return &t;
+  }
+  return nullptr;
+}
+
+std::string TensorDecl::gguf_name(int64_t layer) const {
+  return per_layer ? fmt::format("blk.{}.{}.{}", layer, base, suffix) : name();
+}
+
+namespace {
+
+struct TypeName {
+  std::string_view name;
+  gguf::ValueType type;
+};
+constexpr TypeName kHparamTypes[] = {
+    {"u8", gguf::ValueType::kUint8},     {"i8", gguf::ValueType::kInt8},       {"u16", gguf::ValueType::kUint16},
+    {"i16", gguf::ValueType::kInt16},    {"u32", gguf::ValueType::kUint32},    {"i32", gguf::ValueType::kInt32},
+    {"u64", gguf::ValueType::kUint64},   {"i64", gguf::ValueType::kInt64},     {"f32", gguf::ValueType::kFloat32},
+    {"f64", gguf::ValueType::kFloat64},  {"bool", gguf::ValueType::kBool},     {"string", gguf::ValueType::kString},
+};
+constexpr std::string_view kTensorSuffixes[] = {"weight", "bias", "scale"};
+
+bool is_identifier(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+// "attn_q" -> {attn_q, weight}; "attn_q.bias" -> {attn_q, bias}; "nextn.eh_proj" -> {nextn.eh_proj, weight}.
+std::pair<std::string, std::string> split_tensor_name(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  if (dot != std::string::npos) {
+    const std::string_view last = std::string_view(name).substr(dot + 1);
+    for (std::string_view suffix : kTensorSuffixes) {
+      if (last == suffix) return {name.substr(0, dot), std::string(suffix)};
+    }
+  }
+  return {name, "weight"};
+}
+
+}  // namespace
+
+class SpecParser {
+ public:
+  SpecParser(std::string file) : file_(std::move(file)) { spec_.file = file_; }
+
+  Spec parse(std::string_view text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(std::string(text));
+    } catch (const YAML::Exception& error) {
+      problem(SourcePos{file_, error.mark.line + 1, error.mark.column + 1}, error.msg);
+      throw SpecError(problems_);
+    }
+    if (!root.IsMap()) {
+      problem(pos(root), "a spec is a YAML map (schema_version, arch, hparams, ...)");
+      throw SpecError(problems_);
+    }
+    check_keys(root, {"schema_version", "arch", "description", "hparams", "layers", "tensors", "layer", "alternatives",
+                      "fusable", "checks"});
+    parse_header(root);
+    parse_hparams(root["hparams"]);
+    if (root["layers"]) {
+      spec_.layers = expression(root["layers"], false, "layers");
+    } else {
+      problem(pos(root), "missing 'layers' (the expression giving the number of blk.N layers)");
+    }
+    parse_tensors(root["tensors"], false);
+    parse_tensors(root["layer"], true);
+    parse_alternatives(root["alternatives"]);
+    parse_fusable(root["fusable"]);
+    parse_checks(root["checks"]);
+    check_hparam_cycles();
+    if (problems_.empty()) {
+      try {
+        spec_.fused_forms = fusion::derive_fused_forms(spec_);
+      } catch (const SpecError& error) {
+        problems_.insert(problems_.end(), error.problems().begin(), error.problems().end());
+      }
+    }
+    if (!problems_.empty()) throw SpecError(problems_);
+    return std::move(spec_);
+  }
+
+ private:
+  SourcePos pos(const YAML::Node& node) const {
+    const YAML::Mark mark = node.Mark();
+    if (mark.is_null()) return SourcePos{file_, 1, 1};
+    return SourcePos{file_, mark.line + 1, mark.column + 1};
+  }
+
+  void problem(const SourcePos& at, const std::string& message) { problems_.push_back(fmt::format("{}: {}", at.text(), message)); }
+
+  void check_keys(const YAML::Node& map, std::initializer_list<std::string_view> allowed, std::string_view where = "") {
+    for (const auto& entry : map) {
+      const auto key = entry.first.as<std::string>();
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        problem(pos(entry.first), fmt::format("unknown key '{}'{}; expected one of: {}", key,
+                                              where.empty() ? "" : fmt::format(" in {}", where), fmt::join(allowed, ", ")));
+      }
+    }
+  }
+
+  std::optional<std::string> scalar(const YAML::Node& node, std::string_view what) {
+    if (!node.IsScalar()) {
+      problem(pos(node), fmt::format("{} must be a single value", what));
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  std::optional<bool> boolean(const YAML::Node& node, std::string_view what) {
+    const auto text = scalar(node, what);
+    if (!text) return std::nullopt;
+    if (*text == "true") return true;
+    if (*text == "false") return false;
+    problem(pos(node), fmt::format("{} must be true or false, found '{}'", what, *text));
+    return std::nullopt;
+  }
+
+  std::optional<Expr> expression(const YAML::Node& node, bool layer_allowed, std::string_view what) {
+    const auto text = scalar(node, what);
+    if (!text) return std::nullopt;
+    SourcePos at = pos(node);
+    if (node.Tag() == "!") at = at.advanced(1);  // quoted: the text starts after the quote
+    const Expr::Resolver resolve = [&](std::string_view name) -> std::optional<uint32_t> {
+      if (name == "layer") return layer_allowed ? std::optional<uint32_t>(kLayerSymbol) : std::nullopt;
+      return spec_.hparam_index(name);
+    };
+    try {
+      return Expr::parse(*text, at, resolve);
+    } catch (const ExprSyntaxError& error) {
+      std::string message = error.bare_message();
+      if (!layer_allowed && text->find("layer") != std::string::npos) message += " ('layer' exists only in per-layer tensors)";
+      problem(error.pos(), message);
+      return std::nullopt;
+    }
+  }
+
+  void parse_header(const YAML::Node& root) {
+    if (const YAML::Node version = root["schema_version"]) {
+      if (const auto text = scalar(version, "schema_version"); text && *text != std::to_string(kSchemaVersion)) {
+        problem(pos(version), fmt::format("unsupported schema_version {}; this archreg reads schema_version {}", *text, kSchemaVersion));
+      }
+    } else {
+      problem(pos(root), fmt::format("missing 'schema_version' (expected {})", kSchemaVersion));
+    }
+    if (const YAML::Node arch = root["arch"]) {
+      if (const auto text = scalar(arch, "arch")) {
+        spec_.arch = *text;
+        if (spec_.arch.empty()) problem(pos(arch), "arch must not be empty");
+      }
+    } else {
+      problem(pos(root), "missing 'arch' (the general.architecture value this spec describes)");
+    }
+    if (const YAML::Node description = root["description"]) spec_.description = scalar(description, "description").value_or("");
+  }
+
+  void parse_hparams(const YAML::Node& node) {
+    if (!node || !node.IsMap()) {
+      problem(node ? pos(node) : SourcePos{file_, 1, 1}, "missing or malformed 'hparams' map");
+      return;
+    }
+    // Names first, so expressions may refer to hyperparameters defined further down.
+    for (const auto& entry : node) {
+      const auto name = entry.first.as<std::string>();
+      if (!is_identifier(name) || name == "layer" || name == "min" || name == "max") {
+        problem(pos(entry.first), fmt::format("'{}' cannot name a hyperparameter (identifiers only; 'layer', 'min', 'max' are reserved)", name));
+        continue;
+      }
+      if (spec_.hparam_index(name)) {
+        problem(pos(entry.first), fmt::format("duplicate hyperparameter '{}'", name));
+        continue;
+      }
+      spec_.hparam_index_.emplace(name, static_cast<uint32_t>(spec_.hparams.size()));
+      Hparam h;
+      h.name = name;
+      h.pos = pos(entry.first);
+      spec_.hparams.push_back(std::move(h));
+    }
+    size_t index = 0;
+    for (const auto& entry : node) {
+      const auto name = entry.first.as<std::string>();
+      const auto found = spec_.hparam_index(name);
+      if (!found || *found != index) continue;  // reported above
+      ++index;
+      parse_hparam(spec_.hparams[*found], entry.second);
+    }
+  }
+
+  void parse_hparam(Hparam& h, const YAML::Node& node) {
+    if (!node.IsMap()) {
+      problem(pos(node), fmt::format("hyperparameter '{}' must be a map such as {{ key: \"{{arch}}.block_count\" }}", h.name));
+      return;
+    }
+    const std::string where = fmt::format("hyperparameter '{}'", h.name);
+    check_keys(node, {"key", "type", "count", "per_layer", "default", "optional", "value", "min", "max"}, where);
+    if (const YAML::Node key = node["key"]) {
+      if (auto text = scalar(key, "key")) {
+        std::string resolved = *text;
+        for (size_t at; (at = resolved.find("{arch}")) != std::string::npos;) resolved.replace(at, 6, spec_.arch);
+        if (resolved.empty()) problem(pos(key), "key must not be empty");
+        h.key = resolved;
+      }
+    }
+    if (const YAML::Node type = node["type"]) {
+      if (auto text = scalar(type, "type")) {
+        const auto it = std::find_if(std::begin(kHparamTypes), std::end(kHparamTypes), [&](const TypeName& t) { return t.name == *text; });
+        if (it == std::end(kHparamTypes)) {
+          problem(pos(type), fmt::format("unknown type '{}'; expected one of u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, string", *text));
+        } else {
+          h.type = it->type;
+        }
+      }
+    }
+    if (const YAML::Node count = node["count"]) h.count = boolean(count, "count").value_or(false);
+    if (const YAML::Node per_layer = node["per_layer"]) h.per_layer = boolean(per_layer, "per_layer").value_or(false);
+    if (const YAML::Node optional = node["optional"]) h.optional = boolean(optional, "optional").value_or(false);
+    if (const YAML::Node value = node["value"]) h.value = expression(value, false, "value");
+    if (const YAML::Node fallback = node["default"]) h.default_value = expression(fallback, false, "default");
+    if (const YAML::Node min = node["min"]) h.min = expression(min, false, "min");
+    if (const YAML::Node max = node["max"]) h.max = expression(max, false, "max");
+
+    const SourcePos at = pos(node);
+    if (node["value"]) {
+      if (node["key"] || node["default"] || node["optional"] || node["count"] || node["per_layer"] || node["type"]) {
+        problem(at, fmt::format("{}: 'value' (a derived hyperparameter) excludes key, type, count, per_layer, default and optional", where));
+      }
+    } else if (!node["key"]) {
+      problem(at, fmt::format("{} needs 'key' (a GGUF key) or 'value' (an expression)", where));
+    }
+    if (h.count && node["type"]) problem(at, fmt::format("{}: 'count' takes the element count of an array; 'type' does not apply", where));
+    if (h.count && h.per_layer) problem(at, fmt::format("{}: 'count' and 'per_layer' exclude each other", where));
+    if (!h.is_integer() && (node["default"] || node["min"] || node["max"] || h.per_layer)) {
+      problem(at, fmt::format("{} is {}: default, min, max and per_layer need an integer type", where, gguf::value_type_name(h.type)));
+    }
+    if (h.optional && node["default"]) problem(at, fmt::format("{}: 'optional' and 'default' exclude each other", where));
+  }
+
+  // A tensor map entry: a shape list, or a map with shape/types/optional/when/tied_to.
+  void parse_tensors(const YAML::Node& node, bool per_layer) {
+    if (!node) return;
+    const char* section = per_layer ? "layer" : "tensors";
+    if (!node.IsMap()) {
+      problem(pos(node), fmt::format("'{}' must be a map of tensor name to shape or definition", section));
+      return;
+    }
+    for (const auto& entry : node) {
+      const auto full_name = entry.first.as<std::string>();
+      auto [base, suffix] = split_tensor_name(full_name);
+      TensorDecl t;
+      t.base = base;
+      t.suffix = suffix;
+      t.per_layer = per_layer;
+      t.pos = pos(entry.first);
+      if (base.empty() || full_name.find("blk.") == 0) {
+        problem(t.pos, fmt::format("tensor name '{}': write names without the 'blk.N.' prefix (per-layer tensors go under 'layer')", full_name));
+        continue;
+      }
+      if (spec_.find_tensor(per_layer, base, suffix) != nullptr) {
+        problem(t.pos, fmt::format("duplicate tensor '{}' in '{}'", t.name(), section));
+        continue;
+      }
+      const YAML::Node& body = entry.second;
+      const YAML::Node shape = body.IsSequence() ? body : body["shape"];
+      if (body.IsMap()) {
+        check_keys(body, {"shape", "types", "optional", "when", "tied_to"}, fmt::format("tensor '{}'", t.name()));
+        if (const YAML::Node optional = body["optional"]) t.optional = boolean(optional, "optional").value_or(false);
+        if (const YAML::Node when = body["when"]) t.when = expression(when, per_layer, "when");
+        if (const YAML::Node tied = body["tied_to"]) t.tied_to = scalar(tied, "tied_to");
+        if (const YAML::Node types = body["types"]) parse_types(types, t);
+      } else if (!body.IsSequence()) {
+        problem(pos(body), fmt::format("tensor '{}' must be a shape list or a map with 'shape'", t.name()));
+        continue;
+      }
+      if (!shape || !shape.IsSequence() || shape.size() < 1 || shape.size() > 4) {
+        problem(shape ? pos(shape) : t.pos, fmt::format("tensor '{}' needs a shape of 1 to 4 dimensions", t.name()));
+        continue;
+      }
+      for (const YAML::Node& extent : shape) {
+        if (auto expr = expression(extent, per_layer, "shape")) t.shape.push_back(std::move(*expr));
+      }
+      spec_.tensors.push_back(std::move(t));
+    }
+    for (const TensorDecl& t : spec_.tensors) {
+      if (t.per_layer != per_layer || !t.tied_to) continue;
+      const auto [base, suffix] = split_tensor_name(*t.tied_to);
+      if (spec_.find_tensor(per_layer, base, suffix) == nullptr) {
+        problem(t.pos, fmt::format("tensor '{}' is tied to '{}', which '{}' does not declare", t.name(), *t.tied_to, section));
+      }
+    }
+  }
+
+  void parse_types(const YAML::Node& node, TensorDecl& t) {
+    if (!node.IsSequence() || node.size() == 0) {
+      problem(pos(node), fmt::format("types of '{}' must be a non-empty list such as [F32]", t.name()));
+      return;
+    }
+    for (const YAML::Node& type : node) {
+      const auto text = scalar(type, "type");
+      if (!text) continue;
+      if (const auto id = gguf::ggml_type_from_name(*text)) {
+        t.types.push_back(*id);
+      } else {
+        problem(pos(type), fmt::format("unknown ggml type '{}'", *text));
+      }
+    }
+  }
+
+  // Finds a declared tensor by its spec name, in one section or (section unset) in either.
+  std::optional<size_t> tensor_ref(const YAML::Node& node, std::optional<bool> section, std::string_view what) {
+    const auto text = scalar(node, what);
+    if (!text) return std::nullopt;
+    const auto [base, suffix] = split_tensor_name(*text);
+    for (size_t i = 0; i < spec_.tensors.size(); ++i) {
+      const TensorDecl& t = spec_.tensors[i];
+      if ((!section || t.per_layer == *section) && t.base == base && t.suffix == suffix) return i;
+    }
+    problem(pos(node), section ? fmt::format("{} names '{}', which is not declared under '{}'", what, *text, *section ? "layer" : "tensors")
+                               : fmt::format("{} names '{}', which is not a declared tensor", what, *text));
+    return std::nullopt;
+  }
+
+  void parse_alternatives(const YAML::Node& node) {
+    if (!node) return;
+    if (!node.IsMap()) {
+      problem(pos(node), "'alternatives' must be a map of name to a list of options");
+      return;
+    }
+    for (const auto& entry : node) {
+      Alternative alt;
+      alt.name = entry.first.as<std::string>();
+      alt.pos = pos(entry.first);
+      const YAML::Node& options = entry.second;
+      if (!options.IsSequence() || options.size() < 2) {
+        problem(pos(options), fmt::format("alternative '{}' needs a list of at least two options, each a list of tensors", alt.name));
+        continue;
+      }
+      const auto index = static_cast<int>(spec_.alternatives.size());
+      std::optional<bool> section;
+      for (const YAML::Node& option : options) {
+        if (!option.IsSequence() || option.size() == 0) {
+          problem(pos(option), fmt::format("each option of '{}' is a non-empty list of tensor names", alt.name));
+          continue;
+        }
+        std::vector<size_t> members;
+        for (const YAML::Node& member : option) {
+          // An alternative's tensors live in one section: the first member decides which.
+          const std::optional<size_t> found = tensor_ref(member, section, "alternative");
+          if (!found) continue;
+          TensorDecl& t = spec_.tensors[*found];
+          section = t.per_layer;
+          if (t.alternative >= 0) {
+            problem(pos(member), fmt::format("tensor '{}' is already in alternative '{}'", t.name(), spec_.alternatives[static_cast<size_t>(t.alternative)].name));
+            continue;
+          }
+          t.alternative = index;
+          t.option = static_cast<int>(alt.options.size());
+          members.push_back(*found);
+        }
+        alt.options.push_back(std::move(members));
+      }
+      spec_.alternatives.push_back(std::move(alt));
+    }
+  }
+
+  void parse_fusable(const YAML::Node& node) {
+    if (!node) return;
+    if (!node.IsMap()) {
+      problem(pos(node), "'fusable' must be a map of fused name to { parts, axis }");
+      return;
+    }
+    for (const auto& entry : node) {
+      FusableGroup group;
+      group.name = entry.first.as<std::string>();
+      group.pos = pos(entry.first);
+      const YAML::Node& body = entry.second;
+      if (!body.IsMap()) {
+        problem(pos(body), fmt::format("fusable group '{}' must be a map with 'parts' and 'axis'", group.name));
+        continue;
+      }
+      check_keys(body, {"parts", "axis", "consumers", "partial"}, fmt::format("fusable group '{}'", group.name));
+      const YAML::Node parts = body["parts"];
+      if (!parts || !parts.IsSequence() || parts.size() < 2) {
+        problem(parts ? pos(parts) : group.pos, fmt::format("fusable group '{}' needs 'parts': a list of at least two tensors", group.name));
+        continue;
+      }
+      for (const YAML::Node& part : parts) {
+        if (auto name = scalar(part, "part")) group.parts.push_back(*name);
+      }
+      if (const YAML::Node axis = body["axis"]) {
+        const auto text = scalar(axis, "axis");
+        if (text && (text->size() != 1 || (*text)[0] < '0' || (*text)[0] > '3')) {
+          problem(pos(axis), fmt::format("axis of '{}' must be 0, 1, 2 or 3, found '{}'", group.name, *text));
+        } else if (text) {
+          group.axis = (*text)[0] - '0';
+        }
+      } else {
+        problem(group.pos, fmt::format("fusable group '{}' needs 'axis'", group.name));
+      }
+      if (const YAML::Node consumers = body["consumers"]) {
+        if (!consumers.IsSequence()) problem(pos(consumers), "consumers must be a list of loader names");
+        else for (const YAML::Node& c : consumers) {
+          if (auto name = scalar(c, "consumer")) group.consumers.push_back(*name);
+        }
+      }
+      if (const YAML::Node partial = body["partial"]) group.partial_allowed = boolean(partial, "partial").value_or(false);
+      spec_.fusable.push_back(std::move(group));
+    }
+  }
+
+  void parse_checks(const YAML::Node& node) {
+    if (!node) return;
+    if (!node.IsSequence()) {
+      problem(pos(node), "'checks' must be a list of { expr, message }");
+      return;
+    }
+    for (const YAML::Node& item : node) {
+      if (!item.IsMap() || !item["expr"] || !item["message"]) {
+        problem(pos(item), "each check is a map with 'expr' and 'message'");
+        continue;
+      }
+      check_keys(item, {"expr", "message"}, "check");
+      auto expr = expression(item["expr"], false, "expr");
+      auto message = scalar(item["message"], "message");
+      if (expr && message) spec_.checks.push_back(Check{std::move(*expr), *message, pos(item)});
+    }
+  }
+
+  void check_hparam_cycles() {
+    // Depth-first search over default/value references; a back edge is a cycle.
+    std::vector<int> state(spec_.hparams.size(), 0);  // 0 new, 1 on stack, 2 done
+    std::function<bool(uint32_t)> visit = [&](uint32_t i) {
+      if (state[i] == 2) return true;
+      if (state[i] == 1) return false;
+      state[i] = 1;
+      const Hparam& h = spec_.hparams[i];
+      for (const std::optional<Expr>* e : {&h.value, &h.default_value}) {
+        if (!*e) continue;
+        for (uint32_t s : (*e)->symbols()) {
+          if (s != kLayerSymbol && !visit(s)) {
+            if (state[i] == 1) problem(h.pos, fmt::format("hyperparameter '{}' depends on itself (through '{}')", h.name, spec_.hparams[s].name));
+            state[i] = 2;
+            return true;  // reported once
+          }
+        }
+      }
+      state[i] = 2;
+      return true;
+    };
+    for (uint32_t i = 0; i < spec_.hparams.size(); ++i) visit(i);
+  }
+
+  std::string file_;
+  Spec spec_;
+  std::vector<std::string> problems_;
+};
+
+Spec parse_spec(std::string_view yaml_text, const std::string& file) { return SpecParser(file).parse(yaml_text); }
+
+Spec load_spec(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw SpecError({fmt::format("{}: cannot read the spec file", file.string())});
+  std::stringstream text;
+  text << in.rdbuf();
+  Spec spec = parse_spec(text.str(), file.string());
+  if (file.extension() == ".yaml" && file.stem().string() != spec.arch) {
+    throw SpecError({fmt::format("{}:1:1: arch '{}' does not match the file name: name the file {}.yaml", file.string(), spec.arch, spec.arch)});
+  }
+  return spec;
+}
+
+std::vector<uint32_t> hparam_order(const Spec& spec) {
+  std::vector<uint32_t> order;
+  std::vector<bool> done(spec.hparams.size(), false);
+  std::function<void(uint32_t)> visit = [&](uint32_t i) {
+    if (done[i]) return;
+    done[i] = true;  // cycles were rejected at load; marking first also stops a malformed one
+    const Hparam& h = spec.hparams[i];
+    for (const std::optional<Expr>* e : {&h.value, &h.default_value}) {
+      if (!*e) continue;
+      for (uint32_t s : (*e)->symbols()) {
+        if (s != kLayerSymbol) visit(s);
+      }
+    }
+    order.push_back(i);
+  };
+  for (uint32_t i = 0; i < spec.hparams.size(); ++i) visit(i);
+  return order;
+}
+
+}  // namespace archreg::spec

@@ -1,0 +1,123 @@
+// An architecture spec (arch-specs/<arch>.yaml) as loaded: see docs/spec-format.md.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "gguf/types.hpp"
+#include "spec/expr.hpp"
+
+namespace archreg::fusion {
+struct FusedForm;  // a fusable group's derived fused tensors: core/fusion/fusion.hpp
+}
+
+namespace archreg::spec {
+
+inline constexpr int kSchemaVersion = 1;
+
+// Every problem found in one spec file, each "file:line:column: message".
+class SpecError : public std::runtime_error {
+ public:
+  explicit SpecError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+struct Hparam {
+  std::string name;
+  std::optional<std::string> key;  // with {arch} substituted; empty for derived values
+  gguf::ValueType type = gguf::ValueType::kUint32;
+  bool count = false;      // the value is the element count of the array at `key`
+  bool per_layer = false;  // scalar or one value per layer
+  bool optional = false;
+  std::optional<Expr> default_value;
+  std::optional<Expr> value;  // derived
+  std::optional<Expr> min;
+  std::optional<Expr> max;
+  SourcePos pos;
+
+  bool is_integer() const { return count || gguf::is_integer(type); }
+};
+
+struct TensorDecl {
+  std::string base;    // "attn_q"
+  std::string suffix;  // "weight"
+  bool per_layer = false;
+  std::vector<Expr> shape;    // ggml order
+  std::vector<int32_t> types;  // allowed ggml types; empty = any
+  bool optional = false;
+  std::optional<Expr> when;
+  std::optional<std::string> tied_to;
+  int alternative = -1;  // index into Spec::alternatives, or -1
+  int option = -1;       // which option of that alternative
+  SourcePos pos;
+
+  std::string name() const { return base + "." + suffix; }
+  // The GGUF tensor name in `layer` (ignored for global tensors).
+  std::string gguf_name(int64_t layer) const;
+};
+
+struct Alternative {
+  std::string name;
+  std::vector<std::vector<size_t>> options;  // indices into Spec::tensors
+  SourcePos pos;
+};
+
+struct FusableGroup {
+  std::string name;                // fused base name, e.g. "ffn_gate_up_exps"
+  std::vector<std::string> parts;  // part base names in storage order
+  int axis = 1;                    // ggml axis of the .weight tensors
+  std::vector<std::string> consumers;
+  bool partial_allowed = false;
+  SourcePos pos;
+};
+
+struct Check {
+  Expr expr;
+  std::string message;
+  SourcePos pos;
+};
+
+class Spec {
+ public:
+  int schema_version = kSchemaVersion;
+  std::string arch;
+  std::string description;
+  std::string file;
+  std::vector<Hparam> hparams;
+  std::optional<Expr> layers;
+  std::vector<TensorDecl> tensors;  // global and per-layer, in file order
+  std::vector<Alternative> alternatives;
+  std::vector<FusableGroup> fusable;
+  std::vector<Check> checks;
+  std::vector<fusion::FusedForm> fused_forms;  // fusion::derive_fused_forms(*this), once at load
+
+  Spec();
+  Spec(Spec&&) noexcept;
+  Spec& operator=(Spec&&) noexcept;
+  ~Spec();
+
+  std::optional<uint32_t> hparam_index(std::string_view name) const;
+  const TensorDecl* find_tensor(bool per_layer, std::string_view base, std::string_view suffix) const;
+
+ private:
+  std::unordered_map<std::string, uint32_t> hparam_index_;
+  friend class SpecParser;
+};
+
+// Parses and checks a spec. Throws SpecError listing every problem found.
+Spec load_spec(const std::filesystem::path& file);
+Spec parse_spec(std::string_view yaml_text, const std::string& file);
+
+// Hyperparameters in dependency order (derived values and defaults after what they read).
+std::vector<uint32_t> hparam_order(const Spec& spec);
+
+}  // namespace archreg::spec

@@ -1,0 +1,67 @@
+// A spec's hyperparameters bound to one file's metadata: stored values, per-layer arrays,
+// defaults and derived values, evaluated lazily and memoised per layer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gguf/reader.hpp"
+#include "spec/spec.hpp"
+#include "validate/finding.hpp"
+
+namespace archreg::validate {
+
+// More layers than this is treated as a hostile value (the loader's arrays are sized by it).
+inline constexpr int64_t kMaxLayers = 1 << 16;
+
+// Raised when a per-layer value is used where no layer is given and the layers disagree.
+class LayerDependent : public spec::EvalError {
+ public:
+  using spec::EvalError::EvalError;
+};
+
+// Raised when an expression reads a hyperparameter that has no usable value: a missing,
+// mistyped or malformed key, already reported as a finding of its own.
+class Unavailable : public spec::EvalError {
+ public:
+  using spec::EvalError::EvalError;
+};
+
+class Hparams {
+ public:
+  // Reads every keyed hyperparameter; problems (missing_hparam, hparam_type, hparam_value)
+  // are appended to `findings`. Values that could not be read make the expressions using them
+  // throw spec::EvalError, so later checks skip what cannot be evaluated.
+  static Hparams bind(const spec::Spec& spec, const gguf::Reader& reader, std::vector<Finding>& findings);
+
+  // Value of an expression globally (layer unset) or in one layer. Throws spec::EvalError.
+  int64_t eval(const spec::Expr& expr, std::optional<int64_t> layer) const;
+  int64_t value(uint32_t hparam, std::optional<int64_t> layer) const;
+  // The number of layers, when it could be evaluated and is within kMaxLayers.
+  std::optional<int64_t> layers() const { return layers_; }
+  // Integer hyperparameters that have one global value, for reports: name -> value.
+  std::vector<std::pair<std::string, int64_t>> global_values() const;
+
+ private:
+  enum class State { kStored, kPerLayer, kComputed, kAbsent, kNotInteger };
+  struct Slot {
+    State state = State::kAbsent;
+    int64_t scalar = 0;
+    std::vector<int64_t> per_layer;
+    std::string why_absent;
+  };
+
+  explicit Hparams(const spec::Spec& spec) : spec_(&spec) {}
+  void read(uint32_t index, const gguf::Reader& reader, std::vector<Finding>& findings);
+  void check_ranges(std::vector<Finding>& findings) const;
+
+  const spec::Spec* spec_;
+  std::vector<Slot> slots_;
+  std::optional<int64_t> layers_;
+  // Memoised computed values: [0] global, [1 + layer] per layer; allocated on first use.
+  mutable std::vector<std::vector<std::optional<int64_t>>> memo_;
+};
+
+}  // namespace archreg::validate

@@ -1,0 +1,323 @@
+#include "validate/validate.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "fusion/fusion.hpp"
+#include "validate/hparams.hpp"
+
+namespace archreg::validate {
+
+std::string GroupReport::state() const {
+  if (!both.empty()) return "both";
+  if (!fused.empty() && !unfused.empty()) return "mixed";
+  if (!fused.empty()) return "fused";
+  if (!unfused.empty()) return "unfused";
+  return "absent";
+}
+
+namespace {
+
+std::string shape_text(std::span<const int64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_text(std::span<const uint64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+std::string types_text(const std::vector<int32_t>& types) {
+  std::vector<std::string> names;
+  for (int32_t type : types) names.push_back(gguf::ggml_type_label(type));
+  return fmt::format("{}", fmt::join(names, " or "));
+}
+
+// The layer number of a "blk.N." name, if it has one.
+std::optional<int64_t> layer_of(std::string_view name) {
+  if (name.substr(0, 4) != "blk.") return std::nullopt;
+  int64_t layer = 0;
+  const char* begin = name.data() + 4;
+  const char* end = name.data() + name.size();
+  const auto [next, error] = std::from_chars(begin, end, layer);
+  if (error != std::errc() || next == begin || next == end || *next != '.') return std::nullopt;
+  return layer;
+}
+
+class Validator {
+ public:
+  Validator(const gguf::Reader& reader, const spec::Spec& spec) : reader_(reader), spec_(spec), matched_(reader.tensors().size(), false) {}
+
+  Report run() {
+    report_.file = reader_.path();
+    report_.arch = spec_.arch;
+    const Hparams bound = Hparams::bind(spec_, reader_, report_.findings);
+    hparams_ = &bound;
+    for (size_t g = 0; g < spec_.fusable.size(); ++g) {
+      GroupReport group;
+      group.name = spec_.fusable[g].name;
+      report_.groups.push_back(std::move(group));
+    }
+    for (const fusion::FusedForm& form : spec_.fused_forms) report_.groups[form.group].per_layer = form.per_layer;
+
+    check_context(std::nullopt);
+    if (const auto layers = hparams_->layers()) {
+      for (int64_t layer = 0; layer < *layers; ++layer) check_context(layer);
+    } else {
+      // Without a layer count no per-layer tensor can be judged; the key behind it is reported.
+      for (size_t i = 0; i < matched_.size(); ++i) {
+        if (layer_of(reader_.tensors()[i].name)) matched_[i] = true;
+      }
+    }
+    report_unexpected();
+    report_partial_fusion();
+    report_.hparams = hparams_->global_values();
+    return std::move(report_);
+  }
+
+ private:
+  void add(std::string code, std::string subject, std::string message, std::optional<std::string> expected = std::nullopt,
+           std::optional<std::string> found = std::nullopt) {
+    report_.findings.push_back(Finding{std::move(code), std::move(subject), std::move(message), std::move(expected), std::move(found)});
+  }
+
+  const gguf::TensorInfo* find(const std::string& name) {
+    const gguf::TensorInfo* t = reader_.find_tensor(name);
+    if (t != nullptr) matched_[static_cast<size_t>(t - reader_.tensors().data())] = true;
+    return t;
+  }
+
+  // Evaluates a presence condition; nullopt when it cannot be evaluated (reported elsewhere).
+  std::optional<bool> condition(const std::optional<spec::Expr>& when, std::optional<int64_t> layer) {
+    if (!when) return true;
+    try {
+      return hparams_->eval(*when, layer) != 0;
+    } catch (const spec::EvalError&) {
+      return std::nullopt;
+    }
+  }
+
+  // Checks a present tensor's shape and storage type against the spec.
+  void check_tensor(const gguf::TensorInfo& t, const std::vector<spec::Expr>& shape, const std::vector<int32_t>& types,
+                    std::optional<int64_t> layer) {
+    const std::string name(t.name);
+    std::vector<int64_t> expected;
+    try {
+      for (const spec::Expr& extent : shape) expected.push_back(hparams_->eval(extent, layer));
+    } catch (const Unavailable&) {
+      expected.clear();  // the missing or mistyped hyperparameter is reported once, by itself
+    } catch (const spec::EvalError& error) {
+      add("hparam_value", name, fmt::format("its shape cannot be evaluated: {}", error.what()));
+      expected.clear();
+    }
+    if (!expected.empty()) {
+      if (std::any_of(expected.begin(), expected.end(), [](int64_t e) { return e <= 0; })) {
+        add("hparam_value", name, "the hyperparameters give this tensor a shape with an extent below 1", "extents >= 1", shape_text(expected));
+      } else if (expected.size() != t.n_dims ||
+                 !std::equal(expected.begin(), expected.end(), t.ne.begin(), [](int64_t e, uint64_t f) { return static_cast<uint64_t>(e) == f; })) {
+        add("wrong_shape", name, "shape differs from the spec", shape_text(expected), shape_text(t.shape()));
+      }
+    }
+    if (!types.empty() && std::find(types.begin(), types.end(), t.type) == types.end()) {
+      add("wrong_type", name, "storage type not allowed by the spec", types_text(types), gguf::ggml_type_label(t.type));
+    }
+  }
+
+  void check_context(std::optional<int64_t> layer) {
+    const bool per_layer = layer.has_value();
+    std::vector<bool> handled(spec_.tensors.size(), false);
+    for (const fusion::FusedForm& form : spec_.fused_forms) {
+      if (form.per_layer == per_layer) check_fused_form(form, layer, handled);
+    }
+    for (size_t i = 0; i < spec_.tensors.size(); ++i) {
+      const spec::TensorDecl& decl = spec_.tensors[i];
+      if (decl.per_layer != per_layer || handled[i] || decl.alternative >= 0) continue;
+      check_decl(decl, layer, missing_hint(i, layer.value_or(0)));
+    }
+    for (size_t a = 0; a < spec_.alternatives.size(); ++a) check_alternative(spec_.alternatives[a], per_layer, layer);
+  }
+
+  // " (or its fused form ...)" for parts of a fusable group, so a reader knows both options.
+  std::string missing_hint(size_t decl_index, int64_t layer) const {
+    for (const fusion::FusedForm& form : spec_.fused_forms) {
+      for (const fusion::FusedTensor& fused : form.tensors) {
+        if (std::find(fused.parts.begin(), fused.parts.end(), decl_index) != fused.parts.end()) {
+          return fmt::format(" (or the fused '{}')", form.gguf_name(fused, layer));
+        }
+      }
+    }
+    return "";
+  }
+
+  void check_decl(const spec::TensorDecl& decl, std::optional<int64_t> layer, const std::string& hint = "") {
+    const std::string name = decl.gguf_name(layer.value_or(0));
+    const std::optional<bool> present_here = condition(decl.when, layer);
+    const gguf::TensorInfo* t = find(name);
+    if (!present_here) return;  // unevaluable condition: reported through its hyperparameter
+    if (!*present_here) {
+      if (t != nullptr) {
+        add("unexpected_tensor", name, fmt::format("present, but {} has it only where {}", spec_.arch, decl.when->text()), "absent", "present");
+      }
+      return;
+    }
+    if (t != nullptr) {
+      check_tensor(*t, decl.shape, decl.types, layer);
+    } else if (!decl.optional && !decl.tied_to) {
+      add("missing_tensor", name, fmt::format("required by {}{}", spec_.arch, hint), "present", "absent");
+    }
+  }
+
+  void check_fused_form(const fusion::FusedForm& form, std::optional<int64_t> layer, std::vector<bool>& handled) {
+    const std::optional<bool> present_here = condition(form.when, layer);
+    const int64_t where = layer.value_or(0);
+    const fusion::FusedTensor& weight = form.tensors.front();
+    const std::string fused_name = form.gguf_name(weight, where);
+    const gguf::TensorInfo* fused = find(fused_name);
+    if (!present_here || !*present_here) {
+      if (fused != nullptr && present_here) {
+        add("unexpected_tensor", fused_name, fmt::format("present, but {} has its parts only where {}", spec_.arch, form.when->text()), "absent", "present");
+      }
+      return;
+    }
+    bool parts_present = false;
+    std::vector<std::string> present_parts;
+    for (size_t part : weight.parts) {
+      const std::string part_name = spec_.tensors[part].gguf_name(where);
+      if (reader_.find_tensor(part_name) != nullptr) {
+        parts_present = true;
+        present_parts.push_back(part_name);
+      }
+    }
+    GroupReport& group = report_.groups[form.group];
+    if (fused == nullptr) {
+      if (parts_present) group.unfused.push_back(where);
+      return;  // the parts are checked as ordinary tensors
+    }
+    if (parts_present) {
+      group.both.push_back(where);
+      add("fused_and_unfused", fused_name, fmt::format("both the fused tensor and its parts are present ({})", fmt::join(present_parts, ", ")),
+          "one form", "both");
+      // Check what is there; parts missing beside a fused tensor are not missing.
+      for (size_t part : weight.parts) {
+        handled[part] = true;
+        if (const gguf::TensorInfo* t = find(spec_.tensors[part].gguf_name(where))) check_tensor(*t, spec_.tensors[part].shape, spec_.tensors[part].types, layer);
+      }
+      check_tensor(*fused, weight.shape, weight.types, layer);
+      return;
+    }
+    group.fused.push_back(where);
+    for (const fusion::FusedTensor& tensor : form.tensors) {
+      for (size_t part : tensor.parts) handled[part] = true;
+      const std::string name = form.gguf_name(tensor, where);
+      const gguf::TensorInfo* t = &tensor == &weight ? fused : find(name);
+      if (t != nullptr) {
+        check_tensor(*t, tensor.shape, tensor.types, layer);
+        continue;
+      }
+      // A fused bias may be absent only where the parts' biases may be.
+      for (size_t part : tensor.parts) {
+        if (reader_.find_tensor(spec_.tensors[part].gguf_name(where)) != nullptr) {
+          add("fused_and_unfused", name, fmt::format("'{}' is fused but its part '{}' is stored unfused", fused_name, spec_.tensors[part].gguf_name(where)),
+              "one form", "both");
+          check_tensor(*find(spec_.tensors[part].gguf_name(where)), spec_.tensors[part].shape, spec_.tensors[part].types, layer);
+        }
+      }
+      if (!tensor.optional) add("missing_tensor", name, fmt::format("required with the fused '{}'", fused_name), "present", "absent");
+    }
+  }
+
+  void check_alternative(const spec::Alternative& alt, bool per_layer, std::optional<int64_t> layer) {
+    if (alt.options.empty() || alt.options.front().empty() || spec_.tensors[alt.options.front().front()].per_layer != per_layer) return;
+    const int64_t where = layer.value_or(0);
+    struct OptionState {
+      std::vector<const spec::TensorDecl*> applicable, present, missing;
+    };
+    std::vector<OptionState> states;
+    for (const std::vector<size_t>& option : alt.options) {
+      OptionState state;
+      for (size_t index : option) {
+        const spec::TensorDecl& decl = spec_.tensors[index];
+        const std::optional<bool> present_here = condition(decl.when, layer);
+        if (!present_here) return;  // unevaluable: reported through its hyperparameter
+        if (!*present_here) {
+          check_decl(decl, layer);  // reports it if present where it must not be
+          continue;
+        }
+        state.applicable.push_back(&decl);
+        const gguf::TensorInfo* t = find(decl.gguf_name(where));
+        if (t != nullptr) {
+          state.present.push_back(&decl);
+          check_tensor(*t, decl.shape, decl.types, layer);
+        } else if (!decl.optional) {
+          state.missing.push_back(&decl);
+        }
+      }
+      states.push_back(std::move(state));
+    }
+    auto names = [&](const std::vector<const spec::TensorDecl*>& decls) {
+      std::vector<std::string> out;
+      for (const spec::TensorDecl* d : decls) out.push_back(d->gguf_name(where));
+      return fmt::format("{}", fmt::join(out, " + "));
+    };
+    std::vector<size_t> complete;
+    std::vector<size_t> started;
+    for (size_t o = 0; o < states.size(); ++o) {
+      if (states[o].applicable.empty()) continue;
+      if (!states[o].present.empty()) started.push_back(o);
+      if (states[o].missing.empty() && !states[o].present.empty()) complete.push_back(o);
+    }
+    if (started.empty()) {
+      std::vector<std::string> options;
+      for (const OptionState& s : states) {
+        if (!s.applicable.empty()) options.push_back(names(s.applicable));
+      }
+      if (options.empty()) return;
+      add("missing_tensor", names(states[0].applicable), fmt::format("{} needs one of: {}", spec_.arch, fmt::join(options, " | ")), "one form", "none");
+      return;
+    }
+    if (complete.size() > 1 || started.size() > 1) {
+      const size_t keep = complete.empty() ? started.front() : complete.front();
+      for (size_t o : started) {
+        if (o == keep) continue;
+        add("unexpected_tensor", names(states[o].present),
+            fmt::format("alternative '{}' allows one form, and '{}' is present too", alt.name, names(states[keep].present)), "one form", "two forms");
+      }
+      return;
+    }
+    for (const spec::TensorDecl* missing : states[started.front()].missing) {
+      add("missing_tensor", missing->gguf_name(where), fmt::format("required with {} (alternative '{}')", names(states[started.front()].present), alt.name),
+          "present", "absent");
+    }
+  }
+
+  void report_unexpected() {
+    const auto layers = hparams_->layers();
+    for (size_t i = 0; i < matched_.size(); ++i) {
+      if (matched_[i]) continue;
+      const gguf::TensorInfo& t = reader_.tensors()[i];
+      const auto layer = layer_of(t.name);
+      const std::string why = layer && layers && *layer >= *layers
+                                  ? fmt::format("layer {} does not exist: the file has {} layers", *layer, *layers)
+                                  : fmt::format("not a tensor of {}", spec_.arch);
+      add("unexpected_tensor", std::string(t.name), why, "absent", "present");
+    }
+  }
+
+  void report_partial_fusion() {
+    for (size_t g = 0; g < spec_.fusable.size(); ++g) {
+      const GroupReport& group = report_.groups[g];
+      if (group.fused.empty() || group.unfused.empty() || spec_.fusable[g].partial_allowed) continue;
+      add("partial_fusion", group.name, fmt::format("fused in layers {} but not in layers {}; {} does not allow mixing", fmt::join(group.fused, ","),
+                                                    fmt::join(group.unfused, ","), spec_.arch),
+          "all layers fused or none", "mixed");
+    }
+  }
+
+  const gguf::Reader& reader_;
+  const spec::Spec& spec_;
+  std::vector<bool> matched_;
+  const Hparams* hparams_ = nullptr;
+  Report report_;
+};
+
+}  // namespace
+
+Report validate(const gguf::Reader& reader, const spec::Spec& spec) { return Validator(reader, spec).run(); }
+
+}  // namespace archreg::validate

@@ -1,0 +1,40 @@
+// Checks that a GGUF file is a complete, well-formed instance of its architecture's spec,
+// reading only the header, and collects every finding instead of stopping at the first.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gguf/reader.hpp"
+#include "spec/spec.hpp"
+#include "validate/finding.hpp"
+
+namespace archreg::validate {
+
+// How a fusable group is stored in a file.
+struct GroupReport {
+  std::string name;
+  bool per_layer = true;
+  std::vector<int64_t> fused;      // layers (or {0} for a global group) holding the fused form
+  std::vector<int64_t> unfused;    // layers holding the parts
+  std::vector<int64_t> both;       // layers holding both forms
+  // "fused", "unfused", "mixed" (some layers each way), "both" (some layer has both), "absent".
+  std::string state() const;
+};
+
+struct Report {
+  std::string file;
+  std::optional<std::string> arch;
+  std::vector<Finding> findings;
+  std::vector<GroupReport> groups;
+  std::vector<std::pair<std::string, int64_t>> hparams;  // evaluated global integer values
+
+  bool valid() const { return findings.empty(); }
+};
+
+// Validates `reader` against `spec` (whose arch must equal general.architecture).
+Report validate(const gguf::Reader& reader, const spec::Spec& spec);
+
+}  // namespace archreg::validate
