@@ -14,7 +14,7 @@
 
 namespace archreg::spec {
 
-// A position in a spec file, for messages: "arch-specs/qwen3moe.yaml:12:7".
+// A position in a spec file, for messages: "arch-specs/example.yaml:12:7".
 struct SourcePos {
   std::string file;
   int line = 0;    // 1-based

@@ -272,11 +272,14 @@ class Validator {
       return;
     }
     if (complete.size() > 1 || started.size() > 1) {
+      // The first listed form that is complete (or started) is taken as intended.
       const size_t keep = complete.empty() ? started.front() : complete.front();
       for (size_t o : started) {
         if (o == keep) continue;
-        add("unexpected_tensor", names(states[o].present),
-            fmt::format("alternative '{}' allows one form, and '{}' is present too", alt.name, names(states[keep].present)), "one form", "two forms");
+        for (const spec::TensorDecl* extra : states[o].present) {
+          add("unexpected_tensor", extra->gguf_name(where),
+              fmt::format("alternative '{}' allows one form, and {} is present", alt.name, names(states[keep].present)), "absent", "present");
+        }
       }
       return;
     }

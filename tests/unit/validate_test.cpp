@@ -1,0 +1,191 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "gguf/reader.hpp"
+#include "gguf/writer.hpp"
+#include "spec/spec.hpp"
+#include "test_support.hpp"
+#include "validate/validate.hpp"
+
+namespace archreg::validate {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+
+constexpr const char* kSpec = R"(schema_version: 1
+arch: unit
+hparams:
+  n_embd:  { key: "{arch}.embedding_length" }
+  n_layer: { key: "{arch}.block_count", max: 8 }
+  n_head:  { key: "{arch}.attention.head_count", per_layer: true }
+  n_dense: { key: "{arch}.leading_dense_block_count", default: 0 }
+  eps:     { key: "{arch}.eps", type: f32 }
+layers: n_layer
+tensors:
+  token_embd: [n_embd, 10]
+  output:     { shape: [n_embd, 10], tied_to: token_embd }
+layer:
+  attn_q:    [n_embd, n_head * 32]
+  attn_k:    [n_embd, n_head * 32]
+  kv:        { shape: [n_embd, 64] }
+  k_b:       { shape: [n_embd, 32] }
+  v_b:       { shape: [n_embd, 32] }
+  ffn:       { shape: [n_embd, 64], when: layer < n_dense, types: [F32] }
+  exps_gate: { shape: [n_embd, 16, 4], when: layer >= n_dense }
+  exps_up:   { shape: [n_embd, 16, 4], when: layer >= n_dense }
+alternatives:
+  kv_form: [[kv], [k_b, v_b]]
+fusable:
+  attn_qk:  { parts: [attn_q, attn_k], axis: 1 }
+  exps_gate_up: { parts: [exps_gate, exps_up], axis: 1 }
+)";
+
+using Tensors = std::vector<std::pair<std::string, std::vector<uint64_t>>>;
+using Metadata = std::function<void(gguf::Writer&)>;
+
+// Two layers, head counts per layer {1, 2}, layer 0 dense, unfused, split kv form.
+Tensors base_tensors() {
+  return {{"token_embd.weight", {32, 10}},       {"blk.0.attn_q.weight", {32, 32}},     {"blk.0.attn_k.weight", {32, 32}},
+          {"blk.0.k_b.weight", {32, 32}},        {"blk.0.v_b.weight", {32, 32}},        {"blk.0.ffn.weight", {32, 64}},
+          {"blk.1.attn_q.weight", {32, 64}},     {"blk.1.attn_k.weight", {32, 64}},     {"blk.1.k_b.weight", {32, 32}},
+          {"blk.1.v_b.weight", {32, 32}},        {"blk.1.exps_gate.weight", {32, 16, 4}}, {"blk.1.exps_up.weight", {32, 16, 4}}};
+}
+
+void base_metadata(gguf::Writer& w) {
+  w.add("general.architecture", "unit");
+  w.add("unit.embedding_length", uint32_t{32});
+  w.add("unit.block_count", uint32_t{2});
+  w.add("unit.attention.head_count", gguf::make_array(gguf::ValueType::kUint32, {uint32_t{1}, uint32_t{2}}));
+  w.add("unit.leading_dense_block_count", uint32_t{1});
+  w.add("unit.eps", 1e-5f);
+}
+
+class ValidateTest : public ::testing::Test {
+ protected:
+  Report run(const Tensors& tensors, const Metadata& metadata = base_metadata) {
+    const auto path = dir_ / ("f" + std::to_string(counter_++) + ".gguf");
+    {
+      gguf::Writer writer(path);
+      metadata(writer);
+      uint64_t bytes = 0;
+      for (const auto& [name, shape] : tensors) bytes += writer.tensor_bytes(writer.add_tensor(name, 0, shape));
+      writer.write(std::vector<std::byte>(bytes));
+      writer.commit();
+    }
+    readers_.push_back(std::make_unique<gguf::Reader>(gguf::Reader::open(path)));
+    return validate(*readers_.back(), spec_);
+  }
+
+  static std::vector<std::string> codes(const Report& report) {
+    std::vector<std::string> out;
+    for (const Finding& f : report.findings) out.push_back(f.code + " " + f.subject);
+    return out;
+  }
+
+  static Tensors without(Tensors tensors, const std::string& name) {
+    std::erase_if(tensors, [&](const auto& t) { return t.first == name; });
+    return tensors;
+  }
+
+  static Tensors fuse_qk(Tensors tensors, int layer, uint64_t rows) {
+    const std::string p = "blk." + std::to_string(layer) + ".";
+    tensors = without(without(std::move(tensors), p + "attn_q.weight"), p + "attn_k.weight");
+    tensors.push_back({p + "attn_qk.weight", {32, rows}});
+    return tensors;
+  }
+
+  testing::TempDir dir_;
+  int counter_ = 0;
+  std::vector<std::unique_ptr<gguf::Reader>> readers_;
+  spec::Spec spec_ = spec::parse_spec(kSpec, "unit.yaml");
+};
+
+TEST_F(ValidateTest, CleanFileHasNoFindingsAndReportsGroupStates) {
+  const Report report = run(base_tensors());
+  EXPECT_THAT(codes(report), ElementsAre());
+  ASSERT_EQ(report.groups.size(), 2u);
+  EXPECT_EQ(report.groups[0].state(), "unfused");
+  EXPECT_THAT(report.groups[0].unfused, ElementsAre(0, 1));
+  EXPECT_THAT(report.groups[1].unfused, ElementsAre(1));  // the MoE group exists only from layer 1
+}
+
+TEST_F(ValidateTest, PerLayerValuesShapeEachLayer) {
+  Tensors tensors = base_tensors();
+  tensors[1].second = {32, 64};  // layer 0 has one head: 32 rows, not 64
+  EXPECT_THAT(codes(run(tensors)), ElementsAre("wrong_shape blk.0.attn_q.weight"));
+}
+
+TEST_F(ValidateTest, FusedLayersValidateAndMixingIsReported) {
+  Tensors both_fused = fuse_qk(fuse_qk(base_tensors(), 0, 64), 1, 128);
+  const Report fused = run(both_fused);
+  EXPECT_THAT(codes(fused), ElementsAre());
+  EXPECT_EQ(fused.groups[0].state(), "fused");
+  const Report mixed = run(fuse_qk(base_tensors(), 1, 128));
+  EXPECT_THAT(codes(mixed), ElementsAre("partial_fusion attn_qk"));
+  EXPECT_EQ(mixed.groups[0].state(), "mixed");
+  EXPECT_THAT(codes(run(fuse_qk(base_tensors(), 1, 100))), UnorderedElementsAre("partial_fusion attn_qk", "wrong_shape blk.1.attn_qk.weight"));
+  Tensors doubled = base_tensors();
+  doubled.push_back({"blk.1.attn_qk.weight", {32, 128}});
+  EXPECT_THAT(codes(run(doubled)), ElementsAre("fused_and_unfused blk.1.attn_qk.weight"));
+}
+
+TEST_F(ValidateTest, ConditionsByLayerAndAlternatives) {
+  Tensors tensors = base_tensors();
+  tensors.push_back({"blk.1.ffn.weight", {32, 64}});  // dense tensor in a MoE layer
+  tensors = without(tensors, "blk.0.v_b.weight");     // half of the split form
+  tensors.push_back({"blk.1.kv.weight", {32, 64}});   // both forms in layer 1: the first listed wins
+  EXPECT_THAT(codes(run(tensors)), UnorderedElementsAre("unexpected_tensor blk.1.ffn.weight", "missing_tensor blk.0.v_b.weight",
+                                                       "unexpected_tensor blk.1.k_b.weight", "unexpected_tensor blk.1.v_b.weight"));
+  Tensors legacy = without(without(base_tensors(), "blk.0.k_b.weight"), "blk.0.v_b.weight");
+  legacy.push_back({"blk.0.kv.weight", {32, 64}});
+  EXPECT_THAT(codes(run(legacy)), ElementsAre());
+  Tensors neither = without(without(base_tensors(), "blk.0.k_b.weight"), "blk.0.v_b.weight");
+  EXPECT_THAT(codes(run(neither)), ElementsAre("missing_tensor blk.0.kv.weight"));
+}
+
+TEST_F(ValidateTest, HyperparameterProblemsAreReportedOnceNotPerTensor) {
+  const Report missing = run(base_tensors(), [](gguf::Writer& w) {
+    w.add("general.architecture", "unit");
+    w.add("unit.block_count", uint32_t{2});
+    w.add("unit.attention.head_count", uint32_t{2});
+    w.add("unit.leading_dense_block_count", uint32_t{1});
+    w.add("unit.eps", 1e-5f);
+  });
+  EXPECT_THAT(codes(missing), ElementsAre("missing_hparam unit.embedding_length"));
+  const Report typed = run(base_tensors(), [](gguf::Writer& w) {
+    base_metadata(w);
+    w.add("unit.extra", uint32_t{0});
+  });
+  EXPECT_THAT(codes(typed), ElementsAre());
+  const Report wrong = run(base_tensors(), [](gguf::Writer& w) {
+    w.add("general.architecture", "unit");
+    w.add("unit.embedding_length", int32_t{32});  // INT32 where the spec says u32
+    w.add("unit.block_count", uint32_t{2});
+    w.add("unit.attention.head_count", gguf::make_array(gguf::ValueType::kUint32, {uint32_t{1}, uint32_t{2}, uint32_t{3}}));
+    w.add("unit.leading_dense_block_count", uint32_t{1});
+    w.add("unit.eps", 1.0);  // FLOAT64 where the spec says f32
+  });
+  EXPECT_THAT(codes(wrong), UnorderedElementsAre("hparam_type unit.embedding_length", "hparam_type unit.eps", "hparam_value unit.attention.head_count"));
+  EXPECT_EQ(wrong.findings[0].expected, "UINT32");
+  EXPECT_EQ(wrong.findings[0].found, "INT32");
+}
+
+TEST_F(ValidateTest, LayerCountIsBoundedAndExtraLayersAreNamed) {
+  Tensors tensors = base_tensors();
+  tensors.push_back({"blk.7.attn_q.weight", {32, 32}});
+  EXPECT_THAT(codes(run(tensors)), ElementsAre("unexpected_tensor blk.7.attn_q.weight"));
+  const Report huge = run(base_tensors(), [](gguf::Writer& w) {
+    w.add("general.architecture", "unit");
+    w.add("unit.embedding_length", uint32_t{32});
+    w.add("unit.block_count", uint32_t{4000000000u});
+    w.add("unit.attention.head_count", uint32_t{1});
+    w.add("unit.eps", 1e-5f);
+  });
+  EXPECT_THAT(codes(huge), UnorderedElementsAre("hparam_value unit.block_count", "hparam_value n_layer"));
+}
+
+}  // namespace
+}  // namespace archreg::validate
