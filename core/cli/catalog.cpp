@@ -2,14 +2,20 @@
 
 namespace archreg::cli {
 
-void add_spec_dir_option(CLI::App& command, std::vector<std::string>& dirs) {
-  command.add_option("--spec-dir", dirs, "Directory of arch specs searched before the defaults (repeatable)")->check(CLI::ExistingDirectory);
+void add_registry_options(CLI::App& command, RegistryOptions& options) {
+  command.add_option("--spec-dir", options.spec_dirs, "Directory of arch specs searched before the defaults (repeatable)")
+      ->check(CLI::ExistingDirectory);
+  command.add_option("--plugin-dir", options.plugin_dirs, "Directory of plugins searched before the defaults (repeatable)")
+      ->check(CLI::ExistingDirectory);
 }
 
-registry::SpecCatalog make_spec_catalog(const std::vector<std::string>& extra_dirs) {
-  std::vector<std::filesystem::path> dirs(extra_dirs.begin(), extra_dirs.end());
-  for (auto& dir : registry::SpecCatalog::default_dirs()) dirs.push_back(std::move(dir));
-  return registry::SpecCatalog(std::move(dirs));
+registry::Registry make_registry(const RegistryOptions& options) {
+  registry::Registry::Dirs dirs;
+  dirs.specs.assign(options.spec_dirs.begin(), options.spec_dirs.end());
+  for (auto& dir : registry::SpecCatalog::default_dirs()) dirs.specs.push_back(std::move(dir));
+  dirs.plugins.assign(options.plugin_dirs.begin(), options.plugin_dirs.end());
+  for (auto& dir : registry::Registry::default_plugin_dirs()) dirs.plugins.push_back(std::move(dir));
+  return registry::Registry(std::move(dirs));
 }
 
 }  // namespace archreg::cli

@@ -7,7 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "registry/spec_catalog.hpp"
+#include "registry/registry.hpp"
 
 namespace archreg::cli {
 
@@ -19,9 +19,14 @@ inline constexpr int kExitUnreadable = 2;  // unreadable or malformed input, or 
 void add_inspect_command(CLI::App& app, int& exit_code);
 void add_validate_command(CLI::App& app, int& exit_code);
 void add_spec_command(CLI::App& app, int& exit_code);
+void add_list_command(CLI::App& app, int& exit_code);
 
-// `--spec-dir DIR` (repeatable): directories searched before the defaults.
-void add_spec_dir_option(CLI::App& command, std::vector<std::string>& dirs);
-registry::SpecCatalog make_spec_catalog(const std::vector<std::string>& extra_dirs);
+// `--spec-dir DIR` and `--plugin-dir DIR` (repeatable): searched before the default directories.
+struct RegistryOptions {
+  std::vector<std::string> spec_dirs;
+  std::vector<std::string> plugin_dirs;
+};
+void add_registry_options(CLI::App& command, RegistryOptions& options);
+registry::Registry make_registry(const RegistryOptions& options);
 
 }  // namespace archreg::cli

@@ -24,7 +24,7 @@ validate::Report arch_problem(const gguf::Reader& reader, validate::Finding find
   return report;
 }
 
-validate::Report check(const gguf::Reader& reader, registry::SpecCatalog& catalog) {
+validate::Report check(const gguf::Reader& reader, registry::Registry& registry) {
   const gguf::KeyValue* kv = reader.find_key(kArchKey);
   if (kv == nullptr) {
     return arch_problem(reader, {"missing_hparam", std::string(kArchKey), "every GGUF model names its architecture here", "STRING", "absent"});
@@ -34,9 +34,9 @@ validate::Report check(const gguf::Reader& reader, registry::SpecCatalog& catalo
                                  std::string(gguf::value_type_name(kv->type))});
   }
   const std::string arch(reader.value(*kv).as_string());
-  const spec::Spec* spec = catalog.load(arch);
+  const spec::Spec* spec = registry.spec(arch);
   if (spec == nullptr) {
-    const std::vector<std::string> known = catalog.arch_names();
+    const std::vector<std::string> known = registry.spec_arch_names();
     validate::Report report = arch_problem(
         reader, {"unknown_arch", std::string(kArchKey),
                  fmt::format("unsupported model architecture '{}'; known: {}", arch, known.empty() ? "none (no spec directory found)" : fmt::format("{}", fmt::join(known, ", "))),
@@ -44,7 +44,7 @@ validate::Report check(const gguf::Reader& reader, registry::SpecCatalog& catalo
     report.arch = arch;
     return report;
   }
-  return validate::validate(reader, *spec);
+  return validate::validate(reader, *spec, registry.plugin(arch));
 }
 
 void print_json(const validate::Report& report) {
@@ -95,17 +95,17 @@ void add_validate_command(CLI::App& app, int& exit_code) {
   struct Options {
     std::string file;
     bool json = false;
-    std::vector<std::string> spec_dirs;
+    RegistryOptions registry;
   };
   auto options = std::make_shared<Options>();
   command->add_option("FILE", options->file, "GGUF file")->required();
   command->add_flag("--json", options->json, "Print one JSON document on stdout");
-  add_spec_dir_option(*command, options->spec_dirs);
+  add_registry_options(*command, options->registry);
   command->callback([options, &exit_code] {
     try {
-      registry::SpecCatalog catalog = make_spec_catalog(options->spec_dirs);
+      registry::Registry registry = make_registry(options->registry);
       const gguf::Reader reader = gguf::Reader::open(options->file);
-      const validate::Report report = check(reader, catalog);
+      const validate::Report report = check(reader, registry);
       options->json ? print_json(report) : print_text(report);
       exit_code = report.valid() ? kExitOk : kExitInvalid;
     } catch (const gguf::Error& error) {

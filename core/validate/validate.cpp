@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "fusion/fusion.hpp"
+#include "registry/registry.hpp"
 #include "validate/hparams.hpp"
 
 namespace archreg::validate {
@@ -42,7 +43,8 @@ std::optional<int64_t> layer_of(std::string_view name) {
 
 class Validator {
  public:
-  Validator(const gguf::Reader& reader, const spec::Spec& spec) : reader_(reader), spec_(spec), matched_(reader.tensors().size(), false) {}
+  Validator(const gguf::Reader& reader, const spec::Spec& spec, const registry::Plugin* plugin)
+      : reader_(reader), spec_(spec), plugin_(plugin), matched_(reader.tensors().size(), false) {}
 
   Report run() {
     report_.file = reader_.path();
@@ -67,6 +69,10 @@ class Validator {
     }
     report_unexpected();
     report_partial_fusion();
+    if (plugin_ != nullptr) {
+      report_unsupported_fusion();
+      plugin_->check(spec_.arch, reader_, spec_, bound, report_.findings);
+    }
     report_.hparams = hparams_->global_values();
     return std::move(report_);
   }
@@ -312,8 +318,19 @@ class Validator {
     }
   }
 
+  void report_unsupported_fusion() {
+    for (const GroupReport& group : report_.groups) {
+      if ((group.fused.empty() && group.both.empty()) || plugin_->runs_fused(group.name)) continue;
+      add("unsupported_fusion", group.name,
+          fmt::format("the {} plugin ({}) runs '{}' only unfused; convert the file with `archreg unfuse`", plugin_->name(), plugin_->file().string(),
+                      group.name),
+          "unfused", "fused");
+    }
+  }
+
   const gguf::Reader& reader_;
   const spec::Spec& spec_;
+  const registry::Plugin* plugin_;
   std::vector<bool> matched_;
   const Hparams* hparams_ = nullptr;
   Report report_;
@@ -321,6 +338,8 @@ class Validator {
 
 }  // namespace
 
-Report validate(const gguf::Reader& reader, const spec::Spec& spec) { return Validator(reader, spec).run(); }
+Report validate(const gguf::Reader& reader, const spec::Spec& spec, const registry::Plugin* plugin) {
+  return Validator(reader, spec, plugin).run();
+}
 
 }  // namespace archreg::validate

@@ -11,6 +11,10 @@
 #include "spec/spec.hpp"
 #include "validate/finding.hpp"
 
+namespace archreg::registry {
+class Plugin;
+}
+
 namespace archreg::validate {
 
 // How a fusable group is stored in a file.
@@ -34,7 +38,9 @@ struct Report {
   bool valid() const { return findings.empty(); }
 };
 
-// Validates `reader` against `spec` (whose arch must equal general.architecture).
-Report validate(const gguf::Reader& reader, const spec::Spec& spec);
+// Validates `reader` against `spec` (whose arch must equal general.architecture). With the
+// arch's plugin, also reports fused groups the plugin cannot run (`unsupported_fusion`) and
+// the plugin's own checks.
+Report validate(const gguf::Reader& reader, const spec::Spec& spec, const registry::Plugin* plugin = nullptr);
 
 }  // namespace archreg::validate

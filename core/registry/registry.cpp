@@ -1,0 +1,287 @@
+#include "registry/registry.hpp"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include <boost/dll/shared_library.hpp>
+#include <fmt/format.h>
+
+#include "validate/hparams.hpp"
+
+// Host-side state of one plugin check call (declared opaque in plugin/abi.h).
+struct archreg_check_context {
+  const archreg::gguf::Reader* reader;
+  const archreg::spec::Spec* spec;
+  const archreg::validate::Hparams* hparams;
+  std::vector<archreg::validate::Finding>* findings;
+};
+
+namespace archreg::registry {
+namespace {
+
+constexpr std::string_view kManifestExtension = ".archs";
+constexpr uint32_t kMaxListedNames = 256;
+constexpr size_t kMaxNameLength = 256;
+
+std::optional<std::filesystem::path> executable_dir() {
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return std::nullopt;
+  return self.parent_path();
+}
+
+std::vector<std::string> read_manifest(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw RegistryError(fmt::format("{}: cannot read the plugin manifest", file.string()));
+  std::vector<std::string> archs;
+  std::string line;
+  while (std::getline(in, line)) {
+    line.erase(std::find(line.begin(), line.end(), '#'), line.end());
+    const auto begin = line.find_first_not_of(" \t\r");
+    if (begin == std::string::npos) continue;
+    archs.push_back(line.substr(begin, line.find_last_not_of(" \t\r") - begin + 1));
+  }
+  return archs;
+}
+
+// Copies a plugin-supplied list of C strings, defensively: bounded count and lengths.
+std::vector<std::string> copy_names(const char* const* names, uint32_t count, const std::filesystem::path& file, std::string_view what) {
+  if (count > kMaxListedNames) throw RegistryError(fmt::format("{}: plugin lists {} {} (at most {})", file.string(), count, what, kMaxListedNames));
+  if (count > 0 && names == nullptr) throw RegistryError(fmt::format("{}: plugin lists {} {} but gives no array", file.string(), count, what));
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (names[i] == nullptr) throw RegistryError(fmt::format("{}: plugin's {} #{} is null", file.string(), what, i));
+    const size_t length = strnlen(names[i], kMaxNameLength + 1);
+    if (length == 0 || length > kMaxNameLength) throw RegistryError(fmt::format("{}: plugin's {} #{} is empty or too long", file.string(), what, i));
+    out.emplace_back(names[i], length);
+  }
+  return out;
+}
+
+// The host side of the ABI: every callback catches everything, so nothing unwinds into a plugin.
+int host_hparam(const archreg_check_context* context, const char* name, int64_t* value) {
+  try {
+    if (name == nullptr || value == nullptr) return 0;
+    const auto index = context->spec->hparam_index(name);
+    if (!index) return 0;
+    *value = context->hparams->value(*index, std::nullopt);
+    return 1;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int host_has_key(const archreg_check_context* context, const char* key) {
+  try {
+    return key != nullptr && context->reader->find_key(key) != nullptr ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int host_has_tensor(const archreg_check_context* context, const char* name) {
+  try {
+    return name != nullptr && context->reader->find_tensor(name) != nullptr ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+void host_report(archreg_check_context* context, const char* code, const char* subject, const char* message) {
+  try {
+    context->findings->push_back(validate::Finding{code != nullptr ? code : "plugin_check", subject != nullptr ? subject : "",
+                                                   message != nullptr ? message : "", std::nullopt, std::nullopt});
+  } catch (...) {
+  }
+}
+
+constexpr archreg_host_v1 kHost = {ARCHREG_PLUGIN_ABI_VERSION, host_hparam, host_has_key, host_has_tensor, host_report};
+
+}  // namespace
+
+struct Plugin::Library {
+  boost::dll::shared_library library;
+};
+
+Plugin::~Plugin() = default;
+
+bool Plugin::runs_fused(const std::string& group) const {
+  return std::find(fused_groups_.begin(), fused_groups_.end(), group) != fused_groups_.end();
+}
+
+void Plugin::check(const std::string& arch, const gguf::Reader& reader, const spec::Spec& spec, const validate::Hparams& hparams,
+                   std::vector<validate::Finding>& findings) const {
+  if (descriptor_->check == nullptr) return;
+  archreg_check_context context{&reader, &spec, &hparams, &findings};
+  int status = 0;
+  try {
+    status = descriptor_->check(&kHost, &context, arch.c_str());
+  } catch (const std::exception& error) {
+    findings.push_back({"plugin_check", name_, fmt::format("plugin {} threw from its check (the ABI forbids it): {}", file_.string(), error.what()),
+                        std::nullopt, std::nullopt});
+    return;
+  } catch (...) {
+    findings.push_back({"plugin_check", name_, fmt::format("plugin {} threw from its check (the ABI forbids it)", file_.string()), std::nullopt,
+                        std::nullopt});
+    return;
+  }
+  if (status != 0) {
+    findings.push_back({"plugin_check", name_, fmt::format("plugin {} could not run its check (status {})", file_.string(), status), std::nullopt,
+                        std::nullopt});
+  }
+}
+
+std::vector<std::filesystem::path> Registry::default_plugin_dirs() {
+  std::vector<std::filesystem::path> dirs;
+  if (const char* path = std::getenv("ARCHREG_PLUGIN_PATH"); path != nullptr && *path != '\0') {
+    std::string_view rest(path);
+    while (!rest.empty()) {
+      const size_t colon = rest.find(':');
+      if (colon != 0) dirs.emplace_back(rest.substr(0, colon));
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
+  if (const auto exe = executable_dir()) dirs.push_back(*exe / ".." / "lib" / "archreg" / "plugins");
+#ifdef ARCHREG_BUILD_PLUGIN_DIR
+  dirs.emplace_back(ARCHREG_BUILD_PLUGIN_DIR);
+#endif
+  return dirs;
+}
+
+Registry::Registry(Dirs dirs) : specs_(std::move(dirs.specs)) {
+  std::set<std::filesystem::path> seen;
+  for (const std::filesystem::path& dir : dirs.plugins) {
+    std::error_code error;
+    if (!std::filesystem::is_directory(dir, error)) continue;
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+      if (entry.path().extension() == kManifestExtension) files.push_back(entry.path());
+    }
+    if (error) throw RegistryError(fmt::format("{}: cannot list the plugin directory: {}", dir.string(), error.message()));
+    std::sort(files.begin(), files.end());
+    for (const std::filesystem::path& file : files) {
+      const std::filesystem::path canonical = std::filesystem::weakly_canonical(file, error);
+      if (!seen.insert(error ? file : canonical).second) continue;  // the same directory listed twice
+      Manifest manifest{std::filesystem::path(file).replace_extension(".so"), file, read_manifest(file)};
+      for (const std::string& arch : manifest.archs) plugin_index_[arch].push_back(manifests_.size());
+      manifests_.push_back(std::move(manifest));
+    }
+  }
+}
+
+ArchInfo Registry::info(const std::string& arch) const {
+  ArchInfo info;
+  info.arch = arch;
+  try {
+    info.spec_file = specs_.find(arch);
+  } catch (const RegistryError& error) {
+    info.problems.push_back(error.what());
+  }
+  if (const auto it = plugin_index_.find(arch); it != plugin_index_.end()) {
+    info.plugin_file = manifests_[it->second.front()].library;
+    if (it->second.size() > 1) {
+      std::vector<std::string> files;
+      for (size_t m : it->second) files.push_back(manifests_[m].library.string());
+      info.problems.push_back(fmt::format("architecture '{}' is claimed by {} plugins: {}", arch, files.size(), fmt::join(files, ", ")));
+    }
+    if (!info.spec_file && info.problems.empty()) {
+      info.problems.push_back(fmt::format("plugin {} serves '{}', but no spec describes it (add arch-specs/{}.yaml)", info.plugin_file->string(), arch, arch));
+    }
+  }
+  if (!info.problems.empty()) {
+    info.state = ArchState::kBroken;
+  } else {
+    info.state = info.plugin_file ? ArchState::kRunnable : ArchState::kValidateOnly;
+  }
+  return info;
+}
+
+std::vector<ArchInfo> Registry::archs() const {
+  std::set<std::string> names;
+  for (const std::string& arch : specs_.arch_names()) names.insert(arch);
+  for (const auto& [arch, manifests] : plugin_index_) names.insert(arch);
+  std::vector<ArchInfo> out;
+  for (const std::string& arch : names) out.push_back(info(arch));
+  return out;
+}
+
+const spec::Spec* Registry::spec(const std::string& arch) { return specs_.load(arch); }
+
+const Plugin* Registry::plugin(const std::string& arch) {
+  const ArchInfo arch_info = info(arch);
+  if (!arch_info.plugin_file) return nullptr;
+  if (!arch_info.problems.empty()) throw RegistryError(arch_info.problems.front());
+  const Manifest& manifest = manifests_[plugin_index_.at(arch).front()];
+  auto it = opened_.find(manifest.library);
+  if (it == opened_.end()) it = opened_.emplace(manifest.library, open(manifest)).first;
+  return it->second.get();
+}
+
+std::unique_ptr<Plugin> Registry::open(const Manifest& manifest) const {
+  const std::string file = manifest.library.string();
+  auto plugin = std::unique_ptr<Plugin>(new Plugin());
+  plugin->file_ = manifest.library;
+  plugin->library_ = std::make_unique<Plugin::Library>();
+  if (!std::filesystem::exists(manifest.library)) {
+    throw RegistryError(fmt::format("{}: plugin library listed by {} does not exist", file, manifest.manifest.string()));
+  }
+  boost::dll::fs::error_code error;
+  plugin->library_->library.load(manifest.library, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local, error);
+  if (error) {
+    const char* reason = dlerror();
+    throw RegistryError(fmt::format("{}: cannot open the plugin: {}", file, reason != nullptr ? reason : error.message()));
+  }
+  if (!plugin->library_->library.has(ARCHREG_PLUGIN_ENTRY_NAME)) {
+    throw RegistryError(fmt::format("{}: not an archreg plugin: it exports no '{}' entry point (use ARCHREG_EXPORT_PLUGIN)", file,
+                                    ARCHREG_PLUGIN_ENTRY_NAME));
+  }
+  const archreg_plugin_v1* descriptor = nullptr;
+  try {
+    auto& entry = plugin->library_->library.get_alias<const archreg_plugin_v1*()>(ARCHREG_PLUGIN_ENTRY_NAME);
+    descriptor = entry();
+  } catch (const std::exception& error_thrown) {
+    throw RegistryError(fmt::format("{}: the plugin threw while registering: {}", file, error_thrown.what()));
+  } catch (...) {
+    throw RegistryError(fmt::format("{}: the plugin threw while registering", file));
+  }
+  if (descriptor == nullptr) throw RegistryError(fmt::format("{}: the plugin's entry point returned no descriptor", file));
+  if (descriptor->abi_version != ARCHREG_PLUGIN_ABI_VERSION) {
+    throw RegistryError(fmt::format("{}: plugin ABI version {}, but this archreg speaks version {}; rebuild the plugin against this archreg", file,
+                                    descriptor->abi_version, ARCHREG_PLUGIN_ABI_VERSION));
+  }
+  plugin->descriptor_ = descriptor;
+  plugin->name_ = copy_names(&descriptor->name, 1, manifest.library, "name").front();
+  plugin->archs_ = copy_names(descriptor->archs, descriptor->n_archs, manifest.library, "archs");
+  plugin->fused_groups_ = copy_names(descriptor->fused_groups, descriptor->n_fused_groups, manifest.library, "fused groups");
+  std::vector<std::string> declared = plugin->archs_;
+  std::vector<std::string> listed = manifest.archs;
+  std::sort(declared.begin(), declared.end());
+  std::sort(listed.begin(), listed.end());
+  if (declared != listed) {
+    throw RegistryError(fmt::format("{}: the plugin serves [{}] but its manifest {} lists [{}]", file, fmt::join(declared, ", "),
+                                    manifest.manifest.string(), fmt::join(listed, ", ")));
+  }
+  return plugin;
+}
+
+Runnable require_runnable(Registry& registry, const std::string& arch) {
+  const ArchInfo info = registry.info(arch);
+  if (!info.problems.empty()) throw RegistryError(fmt::format("cannot run '{}': {}", arch, fmt::join(info.problems, "; ")));
+  if (!info.spec_file) {
+    const std::vector<std::string> known = registry.spec_arch_names();
+    throw RegistryError(fmt::format("unsupported model architecture '{}'; known: {}", arch, known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", "))));
+  }
+  if (!info.plugin_file) {
+    throw RegistryError(fmt::format("architecture '{}' has a spec ({}) but no plugin: its files can be validated but not run", arch,
+                                    info.spec_file->string()));
+  }
+  return Runnable{registry.spec(arch), registry.plugin(arch)};
+}
+
+}  // namespace archreg::registry

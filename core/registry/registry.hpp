@@ -1,0 +1,112 @@
+// The registry: pairs architecture specs with plugins by arch name, lazily. Specs are indexed
+// by file name and parsed when first used; plugins are indexed by their manifests
+// (<plugin>.archs beside each library) and opened only when one of their archs is used.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gguf/reader.hpp"
+#include "plugin/abi.h"
+#include "registry/spec_catalog.hpp"
+#include "spec/spec.hpp"
+#include "validate/finding.hpp"
+
+namespace archreg::validate {
+class Hparams;
+}
+
+namespace archreg::registry {
+
+// An opened plugin library. Keeps the library loaded while it lives.
+class Plugin {
+ public:
+  ~Plugin();
+  Plugin(const Plugin&) = delete;
+  Plugin& operator=(const Plugin&) = delete;
+
+  const std::string& name() const { return name_; }
+  const std::filesystem::path& file() const { return file_; }
+  const std::vector<std::string>& archs() const { return archs_; }
+  const std::vector<std::string>& fused_groups() const { return fused_groups_; }
+  bool runs_fused(const std::string& group) const;
+
+  // Runs the plugin's own checks (if it has any) on a file of `arch`; findings are appended.
+  void check(const std::string& arch, const gguf::Reader& reader, const spec::Spec& spec, const validate::Hparams& hparams,
+             std::vector<validate::Finding>& findings) const;
+
+ private:
+  friend class Registry;
+  Plugin() = default;
+  struct Library;
+  std::unique_ptr<Library> library_;
+  const archreg_plugin_v1* descriptor_ = nullptr;
+  std::string name_;
+  std::filesystem::path file_;
+  std::vector<std::string> archs_;
+  std::vector<std::string> fused_groups_;
+};
+
+enum class ArchState { kRunnable, kValidateOnly, kBroken };
+
+struct ArchInfo {
+  std::string arch;
+  std::optional<std::filesystem::path> spec_file;
+  std::optional<std::filesystem::path> plugin_file;
+  ArchState state = ArchState::kBroken;
+  std::vector<std::string> problems;  // why it is broken: no spec, two plugins, two specs, ...
+};
+
+class Registry {
+ public:
+  struct Dirs {
+    std::vector<std::filesystem::path> specs;
+    std::vector<std::filesystem::path> plugins;
+  };
+  // Directories searched when none are given: see SpecCatalog::default_dirs and
+  // default_plugin_dirs ($ARCHREG_PLUGIN_PATH, ../lib/archreg/plugins beside the binary, the
+  // build tree's plugins/).
+  static std::vector<std::filesystem::path> default_plugin_dirs();
+
+  explicit Registry(Dirs dirs);
+
+  // Every arch known from a spec or a plugin manifest, sorted, with its state. Opens nothing.
+  std::vector<ArchInfo> archs() const;
+  ArchInfo info(const std::string& arch) const;
+  std::vector<std::string> spec_arch_names() const { return specs_.arch_names(); }
+
+  // The arch's spec, parsed on first use; nullptr if it has none. Throws spec::SpecError,
+  // RegistryError (two specs claim it).
+  const spec::Spec* spec(const std::string& arch);
+  // The arch's plugin, opened on first use; nullptr if it has none. Throws RegistryError naming
+  // the file when the plugin cannot be used: it fails to open, lacks the entry point, has
+  // another ABI version, throws or fails while registering, or disagrees with its manifest.
+  const Plugin* plugin(const std::string& arch);
+
+ private:
+  struct Manifest {
+    std::filesystem::path library;
+    std::filesystem::path manifest;
+    std::vector<std::string> archs;
+  };
+  std::unique_ptr<Plugin> open(const Manifest& manifest) const;
+
+  SpecCatalog specs_;
+  std::vector<Manifest> manifests_;
+  std::map<std::string, std::vector<size_t>> plugin_index_;  // arch -> manifests claiming it
+  std::map<std::filesystem::path, std::unique_ptr<Plugin>> opened_;
+};
+
+// "unsupported model architecture 'x'; known: a, b, c" and friends: the refusal of running a
+// file, before any weight is touched. Returns the spec and plugin when the arch can run.
+struct Runnable {
+  const spec::Spec* spec;
+  const Plugin* plugin;
+};
+Runnable require_runnable(Registry& registry, const std::string& arch);
+
+}  // namespace archreg::registry
