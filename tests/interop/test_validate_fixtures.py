@@ -1,0 +1,275 @@
+"""`archreg validate` against fixtures written by gguf-py from an independent description of each
+architecture (tests/fixtures/reference_models.py, written from llama.cpp's loaders).
+
+- every architecture's unfused and fused fixture validates clean and every fusable group is
+  reported in the expected state, with the expected layers;
+- every mutant (tests/fixtures/make_fixtures.py) gives exactly its expected finding codes (and,
+  where the subject is unambiguous, the expected subjects) and exit status 1;
+- the toy architecture validates with --spec-dir tests/fixtures/toy-specs and is an unknown
+  architecture without it: adding an architecture needs a spec file and nothing else;
+- with llama-cpp-python installed (scripts/bootstrap.sh --llama), llama.cpp's own loader agrees:
+  every unfused fixture loads, a fused one loads exactly where the spec names llama.cpp as a
+  consumer of every fused group (and then gives the same logits as the unfused file), and each
+  mutant is loaded or rejected as its manifest entry says (the few files llama.cpp loads but
+  archreg rejects are deliberate and noted in make_fixtures.py).
+
+The archreg binary comes from $ARCHREG_CLI (set by tests/interop/CMakeLists.txt; $ARCHREG_BIN is
+accepted too), else build/dev/core/archreg.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES_SRC = REPO / "tests" / "fixtures"
+TOY_SPECS = FIXTURES_SRC / "toy-specs"
+ARCH_SPECS = REPO / "arch-specs"
+
+sys.path.insert(0, str(FIXTURES_SRC))
+import make_fixtures  # noqa: E402
+import reference_models as rm  # noqa: E402
+
+EXIT_OK, EXIT_INVALID = 0, 1
+FINDING_KEYS = {"code", "subject", "message", "expected", "found"}
+GROUP_STATES = {"fused", "unfused", "mixed", "both", "absent"}
+
+FAMILIES = list(rm.SMALL)
+MUTANTS = [m.name for m in make_fixtures.mutants()]
+
+
+def _archreg() -> str:
+    for var in ("ARCHREG_CLI", "ARCHREG_BIN"):
+        if os.environ.get(var):
+            return os.environ[var]
+    fallback = REPO / "build" / "dev" / "core" / "archreg"
+    if fallback.exists():
+        return str(fallback)
+    pytest.fail("no archreg binary: set ARCHREG_CLI (ctest does) or build build/dev/core/archreg")
+
+
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
+    """All fixtures and mutants, written once per session; manifest entries by file name."""
+    out = tmp_path_factory.mktemp("archreg-fixtures")
+    make_fixtures.main(["--all", str(out)])
+    entries: dict[str, list[dict]] = {}
+    for manifest in ("fixtures.json", "mutants.json"):
+        for entry in json.loads((out / manifest).read_text()):
+            entries.setdefault(entry["file"], []).append(entry)
+    return out, entries
+
+
+def _validate(path: Path, spec_dir: Path | None = None) -> tuple[int, dict, str]:
+    cmd = [_archreg(), "validate", str(path), "--json"]
+    if spec_dir is not None:
+        cmd += ["--spec-dir", str(spec_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    where = f"{' '.join(cmd)}\nexit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError as error:
+        pytest.fail(f"validate did not print JSON ({error}):\n{where}")
+    return proc.returncode, report, where
+
+
+def _check_schema(report: dict, path: Path, where: str) -> None:
+    assert {"file", "arch", "valid", "findings", "groups"} <= set(report), where
+    assert isinstance(report["valid"], bool), where
+    assert Path(report["file"]).name == path.name, where
+    for finding in report["findings"]:
+        assert FINDING_KEYS <= set(finding), where
+        assert isinstance(finding["code"], str) and finding["code"], where
+        assert isinstance(finding["message"], str) and finding["message"], where
+    for group in report["groups"]:
+        assert group["state"] in GROUP_STATES, where
+        assert {"fused", "unfused"} <= set(group["layers"]), where
+
+
+def _check_expectation(entry: dict, path: Path, spec_dir: Path | None) -> None:
+    rc, report, where = _validate(path, spec_dir)
+    _check_schema(report, path, where)
+    expect = entry["expect"]
+    codes = sorted({f["code"] for f in report["findings"]})
+    assert codes == expect["codes"], where
+    assert report["valid"] is expect["valid"], where
+    assert rc == (EXIT_OK if expect["valid"] else EXIT_INVALID), where
+    if expect["subjects"] is not None:
+        assert sorted({f["subject"] for f in report["findings"]}) == expect["subjects"], where
+    if expect["valid"]:
+        assert report["arch"] == entry["arch"], where
+    if expect["groups"] is not None:
+        got = {g["name"]: g for g in report["groups"]}
+        assert set(got) == set(expect["groups"]), where
+        for name, want in expect["groups"].items():
+            assert got[name]["state"] == want["state"], f"group {name}\n{where}"
+            assert sorted(got[name]["layers"]["fused"]) == want["fused"], f"group {name}\n{where}"
+            assert sorted(got[name]["layers"]["unfused"]) == want["unfused"], f"group {name}\n{where}"
+            assert sorted(got[name]["layers"].get("both", [])) == want["both"], f"group {name}\n{where}"
+
+
+def _entry(entries: dict[str, list[dict]], file: str, *, spec_dir: str | None) -> dict:
+    matches = [e for e in entries[file] if e["spec_dir"] == spec_dir]
+    assert len(matches) == 1, (file, spec_dir)
+    return matches[0]
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fixture_validates_clean(fixtures, family: str, fused: bool) -> None:
+    out, entries = fixtures
+    file = f"{family}{'.fused' if fused else ''}.gguf"
+    toy = rm.SMALL[family][0] == "toymoe"
+    entry = _entry(entries, file, spec_dir="toy" if toy else None)
+    assert entry["expect"]["valid"] and not entry["expect"]["codes"]
+    states = {g["state"] for g in entry["expect"]["groups"].values()}
+    assert states <= ({"fused", "absent"} if fused else {"unfused", "absent"})
+    _check_expectation(entry, out / file, TOY_SPECS if toy else None)
+
+
+@pytest.mark.parametrize("mutant", MUTANTS)
+def test_mutant_findings(fixtures, mutant: str) -> None:
+    out, entries = fixtures
+    file = f"{mutant}.gguf"
+    _check_expectation(_entry(entries, file, spec_dir=None), out / file, None)
+
+
+def test_toy_arch_unknown_without_its_spec_dir(fixtures) -> None:
+    out, entries = fixtures
+    entry = _entry(entries, "toymoe.gguf", spec_dir=None)
+    assert entry["expect"]["codes"] == ["unknown_arch"]
+    _check_expectation(entry, out / "toymoe.gguf", None)
+    # and with it, clean (also covered by test_fixture_validates_clean)
+    rc, report, where = _validate(out / "toymoe.gguf", TOY_SPECS)
+    assert rc == EXIT_OK and report["valid"] and report["arch"] == "toymoe", where
+
+
+def test_shipped_specs_pass_spec_check() -> None:
+    specs = sorted(ARCH_SPECS.glob("*.yaml")) + sorted(TOY_SPECS.glob("*.yaml"))
+    assert {p.stem for p in ARCH_SPECS.glob("*.yaml")} >= set(rm.FUSABLE) - {"toymoe"}
+    proc = subprocess.run([_archreg(), "spec", "check", *map(str, specs)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == EXIT_OK, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+
+
+# --- checks of the fixtures themselves (gguf-py only, no archreg) -----------------------------
+
+
+@pytest.mark.parametrize("arch", sorted(rm.FUSABLE))
+def test_spec_groups_match_reference(arch: str) -> None:
+    """Each spec declares the reference's fusable groups (parts, order, axis), and names llama.cpp
+    as a consumer exactly where llama.cpp loads the fused form (verified by the llama.cpp tests
+    below against the reference)."""
+    import yaml
+
+    path = (TOY_SPECS if arch == "toymoe" else ARCH_SPECS) / f"{arch}.yaml"
+    spec = yaml.safe_load(path.read_text())
+    declared = spec.get("fusable") or {}
+    assert set(declared) == {g.name for g in rm.FUSABLE[arch]}, path
+    for g in rm.FUSABLE[arch]:
+        assert tuple(declared[g.name]["parts"]) == g.parts, (path, g.name)
+        assert declared[g.name]["axis"] == g.axis, (path, g.name)
+        assert ("llama.cpp" in declared[g.name].get("consumers", [])) == g.llama_cpp_loads_fused, (path, g.name)
+
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fixtures_read_back_and_fuse_by_concatenation(fixtures, family: str) -> None:
+    """The files hold what reference_models describes, and each fused tensor is the byte
+    concatenation of its parts along the group axis (per expert: gate rows, then up rows)."""
+    from gguf import GGUFReader
+
+    out, _ = fixtures
+    arch, hp = rm.SMALL[family]
+    _, expected = rm.ARCHS[arch](dict(hp))
+    unfused = {t.name: t for t in GGUFReader(str(out / f"{family}.gguf")).tensors}
+    fused = {t.name: t for t in GGUFReader(str(out / f"{family}.fused.gguf")).tensors}
+    assert {n: tuple(int(x) for x in t.shape) for n, t in unfused.items()} == dict(expected)
+    for name, t in fused.items():
+        parsed = make_fixtures.LAYER_RE.match(name)
+        group = next((g for g in rm.FUSABLE[arch] if parsed and parsed.group(2) == g.name), None)
+        if group is None:
+            assert np.array_equal(t.data, unfused[name].data), name
+            continue
+        il, suffix = parsed.group(1), parsed.group(3)
+        parts = [unfused[f"blk.{il}.{p}.{suffix}"] for p in group.parts]
+        assert all(p.tensor_type == t.tensor_type for p in parts), name
+        axis = group.axis - (len(unfused[f"blk.{il}.{group.parts[0]}.weight"].shape) - len(t.shape))
+        assert int(t.shape[axis]) == sum(int(p.shape[axis]) for p in parts), name
+        raw = [np.asarray(p.data).view(np.uint8).reshape(tuple(int(x) for x in reversed(p.shape[1:])) + (-1,)) for p in parts]
+        joined = np.concatenate(raw, axis=len(t.shape) - 1 - axis)
+        assert np.array_equal(np.asarray(t.data).view(np.uint8).reshape(joined.shape), joined), name
+    for path in out.glob("*.gguf"):
+        assert path.stat().st_size < make_fixtures.MAX_FILE_BYTES, path.name
+
+
+# --- llama.cpp as the reference loader (llama-cpp-python) -----------------------------------
+
+LLAMA_PROBE = r"""
+import json, sys
+import numpy as np
+import llama_cpp
+model = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=32, n_batch=8, n_threads=1, verbose=False, logits_all=True)
+model.eval([1, 5, 6, 7])
+print(json.dumps(np.asarray(model.scores[:4], dtype=np.float64).tolist()))
+"""
+
+_llama_results: dict[str, tuple[str, list | None, str]] = {}
+
+
+def _llama_cpp(path: Path) -> tuple[str, list | None, str]:
+    """("loads", logits, "") or ("rejects", None, stderr tail). A load error and an abort in
+    llama.cpp (GGML_ASSERT while loading or at the first decode) both count as rejecting."""
+    key = str(path)
+    if key not in _llama_results:
+        proc = subprocess.run([sys.executable, "-c", LLAMA_PROBE, key], capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            _llama_results[key] = ("loads", json.loads(proc.stdout.strip().splitlines()[-1]), "")
+        else:
+            _llama_results[key] = ("rejects", None, f"exit {proc.returncode}: {proc.stderr[-1500:]}")
+    return _llama_results[key]
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_module():
+    return pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/bootstrap.sh --llama)")
+
+
+LLAMA_FILES = [f"{f}{s}.gguf" for f in FAMILIES if rm.SMALL[f][0] != "toymoe" for s in ("", ".fused")] + [f"{m}.gguf" for m in MUTANTS]
+
+
+@pytest.mark.parametrize("file", LLAMA_FILES)
+def test_llama_cpp_loader_agrees(fixtures, llama_cpp_module, file: str) -> None:
+    out, entries = fixtures
+    entry = _entry(entries, file, spec_dir=None)
+    want = entry["expect"]["llama_cpp"]
+    assert want in ("loads", "rejects"), entry
+    got, _, why = _llama_cpp(out / file)
+    assert got == want, f"llama.cpp {got} {file} (manifest: {want}; {entry['note']})\n{why}"
+
+
+def _llama_cpp_runs_fused(family: str) -> bool:
+    """Whether llama.cpp has a fused form for every group that occurs in the family's fixture."""
+    arch, hp = rm.SMALL[family]
+    if arch == "toymoe":
+        return False
+    _, tensors = rm.ARCHS[arch](dict(hp))
+    names = {name for name, _ in tensors}
+    occurs = lambda g: any(n.endswith(f".{g.parts[0]}.weight") for n in names)  # noqa: E731
+    return all(g.llama_cpp_loads_fused for g in rm.FUSABLE[arch] if occurs(g))
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if _llama_cpp_runs_fused(f)])
+def test_llama_cpp_fused_and_unfused_agree(fixtures, llama_cpp_module, family: str) -> None:
+    out, _ = fixtures
+    unfused, unfused_logits, why = _llama_cpp(out / f"{family}.gguf")
+    fused, fused_logits, why_fused = _llama_cpp(out / f"{family}.fused.gguf")
+    assert unfused == "loads", why
+    assert fused == "loads", why_fused
+    assert np.allclose(np.asarray(fused_logits), np.asarray(unfused_logits), rtol=1e-4, atol=1e-5)
