@@ -1,0 +1,172 @@
+#include "runtime/model.hpp"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "fusion/fusion.hpp"
+#include "validate/hparams.hpp"
+#include "validate/validate.hpp"
+
+namespace archreg::runtime {
+namespace {
+
+std::string describe(const std::vector<validate::Finding>& findings) {
+  std::string text;
+  for (const validate::Finding& f : findings) {
+    text += fmt::format("\n  {} {}: {}", f.code, f.subject, f.message);
+    if (f.expected && f.found) text += fmt::format(" (expected {}, found {})", *f.expected, *f.found);
+  }
+  return text;
+}
+
+// A view of a whole stored tensor.
+TensorView whole(const gguf::Reader& reader, const gguf::TensorInfo& t, std::string name) {
+  const gguf::TypeTraits& traits = *gguf::ggml_type(t.type);
+  TensorView view;
+  view.name = std::move(name);
+  view.type = t.type;
+  view.n_dims = t.n_dims;
+  view.ne = t.ne;
+  view.nb[0] = traits.type_size;
+  view.nb[1] = t.row_bytes;
+  view.nb[2] = view.nb[1] * t.ne[1];
+  view.nb[3] = view.nb[2] * t.ne[2];
+  view.data = reader.tensor_data(t).data();
+  view.storage = std::string(t.name);
+  return view;
+}
+
+class Binder {
+ public:
+  Binder(const gguf::Reader& reader, const spec::Spec& spec, const validate::Hparams& hparams)
+      : reader_(reader), spec_(spec), hparams_(hparams) {}
+
+  std::vector<TensorView> bind() {
+    bind_context(std::nullopt);
+    for (int64_t layer = 0; layer < hparams_.layers().value_or(0); ++layer) bind_context(layer);
+    return std::move(views_);
+  }
+
+ private:
+  void bind_context(std::optional<int64_t> layer) {
+    const bool per_layer = layer.has_value();
+    const int64_t where = layer.value_or(0);
+    std::vector<bool> bound(spec_.tensors.size(), false);
+    for (const fusion::FusedForm& form : spec_.fused_forms) {
+      if (form.per_layer != per_layer || (form.when && hparams_.eval(*form.when, layer) == 0)) continue;
+      for (const fusion::FusedTensor& fused : form.tensors) {
+        const gguf::TensorInfo* stored = reader_.find_tensor(form.gguf_name(fused, where));
+        if (stored == nullptr) continue;
+        const TensorView all = whole(reader_, *stored, std::string(stored->name));
+        for (size_t p = 0; p < fused.parts.size(); ++p) {
+          const spec::TensorDecl& part = spec_.tensors[fused.parts[p]];
+          views_.push_back(part_view(all, part, fused.axis, static_cast<uint64_t>(hparams_.eval(fused.offsets[p], layer)), layer));
+          bound[fused.parts[p]] = true;
+        }
+      }
+    }
+    for (size_t i = 0; i < spec_.tensors.size(); ++i) {
+      const spec::TensorDecl& decl = spec_.tensors[i];
+      if (decl.per_layer != per_layer || bound[i] || (decl.when && hparams_.eval(*decl.when, layer) == 0)) continue;
+      const std::string name = decl.gguf_name(where);
+      if (const gguf::TensorInfo* stored = reader_.find_tensor(name)) views_.push_back(whole(reader_, *stored, name));
+    }
+  }
+
+  // The part of a fused tensor that starts `offset` elements along `axis`.
+  TensorView part_view(const TensorView& all, const spec::TensorDecl& part, int axis, uint64_t offset, std::optional<int64_t> layer) const {
+    TensorView view = all;
+    view.name = part.gguf_name(layer.value_or(0));
+    for (size_t d = 0; d < part.shape.size(); ++d) view.ne[d] = static_cast<uint64_t>(hparams_.eval(part.shape[d], layer));
+    const gguf::TypeTraits& traits = *gguf::ggml_type(all.type);
+    uint64_t byte_offset = 0;
+    if (axis == 0) {
+      // Along ne0 a block must not be split: only block-aligned offsets are byte offsets.
+      if (offset % traits.block_size != 0) {
+        throw LoadError(fmt::format("{}: '{}' starts {} elements into '{}', inside a {} block of {} elements", reader_.path(), view.name, offset,
+                                    all.name, traits.name, traits.block_size));
+      }
+      byte_offset = offset / traits.block_size * traits.type_size;
+    } else {
+      byte_offset = offset * all.nb[static_cast<size_t>(axis)];
+    }
+    view.data = all.data + byte_offset;
+    return view;
+  }
+
+  const gguf::Reader& reader_;
+  const spec::Spec& spec_;
+  const validate::Hparams& hparams_;
+  std::vector<TensorView> views_;
+};
+
+}  // namespace
+
+LoadError::LoadError(const std::string& message, std::vector<validate::Finding> findings)
+    : std::runtime_error(message + describe(findings)), findings_(std::move(findings)) {}
+
+bool TensorView::contiguous() const {
+  const gguf::TypeTraits& traits = *gguf::ggml_type(type);
+  return nb[1] == ne[0] / traits.block_size * traits.type_size && nb[2] == nb[1] * ne[1] && nb[3] == nb[2] * ne[2];
+}
+
+uint64_t TensorView::n_bytes() const {
+  const gguf::TypeTraits& traits = *gguf::ggml_type(type);
+  return ne[0] / traits.block_size * traits.type_size * ne[1] * ne[2] * ne[3];
+}
+
+void TensorView::gather(std::span<std::byte> out) const {
+  const gguf::TypeTraits& traits = *gguf::ggml_type(type);
+  const uint64_t row = ne[0] / traits.block_size * traits.type_size;
+  if (out.size() != n_bytes()) throw std::invalid_argument("TensorView::gather: output size differs from n_bytes()");
+  std::byte* to = out.data();
+  for (uint64_t i3 = 0; i3 < ne[3]; ++i3) {
+    for (uint64_t i2 = 0; i2 < ne[2]; ++i2) {
+      for (uint64_t i1 = 0; i1 < ne[1]; ++i1) {
+        std::memcpy(to, data + i1 * nb[1] + i2 * nb[2] + i3 * nb[3], row);
+        to += row;
+      }
+    }
+  }
+}
+
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::open(const std::filesystem::path& file, registry::Registry& registry) {
+  Model model;
+  model.reader_ = std::make_unique<gguf::Reader>(gguf::Reader::open(file));
+  const gguf::Reader& reader = *model.reader_;
+  const auto arch_value = reader.find("general.architecture");
+  if (!arch_value || arch_value->type() != gguf::ValueType::kString) {
+    throw LoadError(fmt::format("{}: no string 'general.architecture': cannot tell which architecture to run", reader.path()));
+  }
+  const std::string arch(arch_value->as_string());
+  try {
+    const registry::Runnable runnable = registry::require_runnable(registry, arch);
+    model.spec_ = runnable.spec;
+    model.plugin_ = runnable.plugin;
+  } catch (const registry::RegistryError& error) {
+    throw LoadError(fmt::format("{}: {}", reader.path(), error.what()));
+  }
+  validate::Report report = validate::validate(reader, *model.spec_, model.plugin_);
+  if (!report.valid()) {
+    throw LoadError(fmt::format("{}: refusing to run: the file is not a valid {} model for the {} plugin ({} finding{}):", reader.path(), arch,
+                                model.plugin_->name(), report.findings.size(), report.findings.size() == 1 ? "" : "s"),
+                    std::move(report.findings));
+  }
+  std::vector<validate::Finding> ignored;  // the file validated: binding sees no new findings
+  const validate::Hparams hparams = validate::Hparams::bind(*model.spec_, reader, ignored);
+  model.tensors_ = Binder(reader, *model.spec_, hparams).bind();
+  for (size_t i = 0; i < model.tensors_.size(); ++i) model.index_.emplace(model.tensors_[i].name, i);
+  return model;
+}
+
+const TensorView* Model::find(std::string_view logical_name) const {
+  const auto it = index_.find(logical_name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+}  // namespace archreg::runtime

@@ -1,0 +1,76 @@
+// Opening a model to run it. Every refusal happens here, before a weight is touched: an
+// unknown or validate-only architecture, a file that does not validate, a fused form the
+// plugin's forward cannot run. What is left is a set of *logical* tensors — the spec's names
+// and shapes — each a strided view over the stored bytes, whether the file stores that tensor
+// on its own or inside a fused one. The forward pass asks for "blk.3.ffn_gate_exps.weight"
+// and never learns which it was.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gguf/reader.hpp"
+#include "registry/registry.hpp"
+#include "spec/spec.hpp"
+#include "validate/finding.hpp"
+
+namespace archreg::runtime {
+
+// Why a model cannot be run; findings are listed when validation refused it.
+class LoadError : public std::runtime_error {
+ public:
+  LoadError(const std::string& message, std::vector<validate::Finding> findings = {});
+  const std::vector<validate::Finding>& findings() const { return findings_; }
+
+ private:
+  std::vector<validate::Finding> findings_;
+};
+
+// A logical tensor: ggml-style extents and byte strides over the mapped file.
+struct TensorView {
+  std::string name;  // logical GGUF name, e.g. "blk.3.ffn_up_exps.weight"
+  int32_t type = 0;
+  uint32_t n_dims = 0;
+  std::array<uint64_t, 4> ne{1, 1, 1, 1};
+  std::array<uint64_t, 4> nb{0, 0, 0, 0};  // bytes between consecutive blocks / rows / ...
+  const std::byte* data = nullptr;
+  std::string storage;  // the stored tensor it views (itself, or the fused tensor)
+
+  bool contiguous() const;
+  uint64_t n_bytes() const;  // bytes of the logical tensor, as if contiguous
+  // Copies the logical tensor's bytes, gathering strided rows, into `out` (n_bytes()).
+  void gather(std::span<std::byte> out) const;
+};
+
+class Model {
+ public:
+  static Model open(const std::filesystem::path& file, registry::Registry& registry);
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const gguf::Reader& reader() const { return *reader_; }
+  const spec::Spec& spec() const { return *spec_; }
+  const registry::Plugin& plugin() const { return *plugin_; }
+  // Every logical tensor present, in spec order (global tensors, then layer by layer).
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  // nullptr when absent (optional or tied tensors).
+  const TensorView* find(std::string_view logical_name) const;
+
+ private:
+  Model() = default;
+  std::unique_ptr<gguf::Reader> reader_;
+  const spec::Spec* spec_ = nullptr;
+  const registry::Plugin* plugin_ = nullptr;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t, std::less<>> index_;
+};
+
+}  // namespace archreg::runtime
