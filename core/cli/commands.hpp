@@ -20,6 +20,7 @@ void add_inspect_command(CLI::App& app, int& exit_code);
 void add_validate_command(CLI::App& app, int& exit_code);
 void add_spec_command(CLI::App& app, int& exit_code);
 void add_list_command(CLI::App& app, int& exit_code);
+void add_fuse_commands(CLI::App& app, int& exit_code);  // fuse and unfuse
 
 // `--spec-dir DIR` and `--plugin-dir DIR` (repeatable): searched before the default directories.
 struct RegistryOptions {

@@ -86,15 +86,18 @@ Writer::Writer(std::filesystem::path destination, WriterOptions options)
   }
   std::filesystem::path directory = destination_.parent_path();
   if (directory.empty()) directory = ".";
-  std::string pattern = (directory / ("." + destination_.filename().string() + ".tmp-XXXXXX")).string();
-  fd_ = mkostemp(pattern.data(), O_CLOEXEC);
-  if (fd_ < 0) fail("", fmt::format("cannot create a temporary file in {}: {}", directory.string(), std::strerror(errno)));
-  temporary_ = pattern;
+  fd_ = ::open(directory.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);  // mode honours the umask
+  if (fd_ < 0) {
+    std::string pattern = (directory / ("." + destination_.filename().string() + ".tmp-XXXXXX")).string();
+    fd_ = mkostemp(pattern.data(), O_CLOEXEC);
+    if (fd_ < 0) fail("", fmt::format("cannot create a temporary file in {}: {}", directory.string(), std::strerror(errno)));
+    temporary_ = pattern;
+  }
   buffer_.reserve(kBufferSize);
 }
 
 Writer::~Writer() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) ::close(fd_);  // an unnamed temporary file vanishes with its descriptor
   if (!committed_ && !temporary_.empty()) ::unlink(temporary_.c_str());
 }
 
@@ -219,20 +222,18 @@ void Writer::write(std::span<const std::byte> bytes) {
     if (current_ >= tensors_.size()) {
       fail("", fmt::format("{} bytes of data beyond the {} declared tensors", bytes.size(), tensors_.size()));
     }
-    const PendingTensor& t = tensors_[current_];
-    const uint64_t n = std::min<uint64_t>(t.n_bytes - filled_, bytes.size());
+    const uint64_t n = std::min<uint64_t>(tensors_[current_].n_bytes - filled_, bytes.size());
     put(bytes.first(n));
     bytes = bytes.subspan(n);
-    filled_ += n;
-    if (filled_ == t.n_bytes) {
-      put_padding(align_up(t.n_bytes, alignment_) - t.n_bytes);
-      ++current_;
-      filled_ = 0;
-    }
+    advance(n);
   }
 }
 
-void Writer::commit() {
+std::filesystem::path Writer::temporary_path() const {
+  return temporary_.empty() ? std::filesystem::path(fmt::format("/proc/self/fd/{}", fd_)) : temporary_;
+}
+
+void Writer::commit(const std::function<void(const std::filesystem::path&)>& verify) {
   if (committed_) return;
   if (!header_written_) write_header();
   if (current_ < tensors_.size()) {
@@ -242,19 +243,110 @@ void Writer::commit() {
                      tensors_.size() - current_));
   }
   flush();
-  if (::fsync(fd_) != 0) fail("", fmt::format("cannot sync {}: {}", temporary_.string(), std::strerror(errno)));
+  if (::fsync(fd_) != 0) fail("", fmt::format("cannot sync the output: {}", std::strerror(errno)));
+  if (verify) verify(temporary_path());
+  if (temporary_.empty()) {
+    publish_unnamed();
+  } else {
+    if (::fchmod(fd_, 0644) != 0) fail("", fmt::format("cannot set permissions: {}", std::strerror(errno)));
+    move_into_place(temporary_);
+  }
   ::close(fd_);
   fd_ = -1;
-  if (::fchmodat(AT_FDCWD, temporary_.c_str(), 0644, 0) != 0) {
-    fail("", fmt::format("cannot set permissions: {}", std::strerror(errno)));
+  committed_ = true;
+}
+
+void Writer::publish_unnamed() {
+  // Linking the unnamed file fails with EEXIST when the destination exists: no-overwrite for free.
+  const std::string self = fmt::format("/proc/self/fd/{}", fd_);
+  if (!options_.overwrite) {
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, destination_.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      const int saved = errno;
+      fail("", saved == EEXIST ? std::string("already exists (use --force to replace it)")
+                               : fmt::format("cannot give the finished file its name: {}", std::strerror(saved)));
+    }
+    return;
   }
+  // Replacing: link under a unique temporary name, then rename over the destination atomically.
+  for (int attempt = 0;; ++attempt) {
+    const std::filesystem::path named = destination_.parent_path() / fmt::format(".{}.tmp-{}-{}", destination_.filename().string(), ::getpid(), attempt);
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, named.c_str(), AT_SYMLINK_FOLLOW) == 0) {
+      temporary_ = named;
+      move_into_place(named);
+      return;
+    }
+    if (errno != EEXIST || attempt > 100) fail("", fmt::format("cannot give the finished file its name: {}", std::strerror(errno)));
+  }
+}
+
+void Writer::move_into_place(const std::filesystem::path& from) {
   const unsigned flags = options_.overwrite ? 0 : RENAME_NOREPLACE;
-  if (::renameat2(AT_FDCWD, temporary_.c_str(), AT_FDCWD, destination_.c_str(), flags) != 0) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, destination_.c_str(), flags) != 0) {
     const int saved = errno;
+    ::unlink(from.c_str());
+    temporary_.clear();
     fail("", saved == EEXIST ? std::string("already exists (use --force to replace it)")
                              : fmt::format("cannot move the finished file into place: {}", std::strerror(saved)));
   }
-  committed_ = true;
+  temporary_.clear();
+}
+
+void Writer::advance(uint64_t n) {
+  filled_ += n;
+  const PendingTensor& t = tensors_[current_];
+  if (filled_ == t.n_bytes) {
+    put_padding(align_up(t.n_bytes, alignment_) - t.n_bytes);
+    ++current_;
+    filled_ = 0;
+  }
+}
+
+void Writer::write_from(int fd, uint64_t offset, uint64_t n) {
+  if (!header_written_) write_header();
+  constexpr uint64_t kKernelCopyThreshold = uint64_t{1} << 20;
+  while (n > 0) {
+    if (current_ >= tensors_.size()) fail("", fmt::format("{} bytes of data beyond the {} declared tensors", n, tensors_.size()));
+    const uint64_t take = std::min<uint64_t>(tensors_[current_].n_bytes - filled_, n);
+    if (take >= kKernelCopyThreshold) {
+      flush();
+      uint64_t left = take;
+      auto in_offset = static_cast<loff_t>(offset);
+      while (left > 0) {
+        const ssize_t copied = ::copy_file_range(fd, &in_offset, fd_, nullptr, left, 0);
+        if (copied < 0 && errno == EINTR) continue;
+        if (copied <= 0) break;  // unsupported here, or a short source: finish through the buffer
+        left -= static_cast<uint64_t>(copied);
+        written_ += static_cast<uint64_t>(copied);
+      }
+      read_through_buffer(fd, static_cast<uint64_t>(in_offset), left);
+    } else {
+      read_through_buffer(fd, offset, take);
+    }
+    offset += take;
+    n -= take;
+    advance(take);
+  }
+}
+
+void Writer::read_through_buffer(int fd, uint64_t offset, uint64_t n) {
+  while (n > 0) {
+    if (buffer_.size() == kBufferSize) flush();
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, kBufferSize - buffer_.size()));
+    const size_t at = buffer_.size();
+    buffer_.resize(at + chunk);
+    const ssize_t got = ::pread(fd, buffer_.data() + at, chunk, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) {
+      buffer_.resize(at);
+      continue;
+    }
+    if (got <= 0) {
+      buffer_.resize(at);
+      fail("", got == 0 ? fmt::format("the source ended early at byte {}", offset) : fmt::format("read failed at byte {}: {}", offset, std::strerror(errno)));
+    }
+    buffer_.resize(at + static_cast<size_t>(got));
+    offset += static_cast<uint64_t>(got);
+    n -= static_cast<uint64_t>(got);
+  }
 }
 
 void Writer::put(std::span<const std::byte> bytes) {

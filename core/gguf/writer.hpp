@@ -1,13 +1,17 @@
 // Streaming GGUF writer: declare metadata and tensor infos, then stream each tensor's bytes
-// in order from any source. Nothing but the header is held in memory. The output is written
-// to a temporary file next to the destination and renamed into place by commit(); a writer
-// destroyed without commit() (an exception, an early return) removes its temporary file, so
-// a failed write never leaves a partial output.
+// in order from any source. Nothing but the header and a 4 MiB buffer is held in memory.
+//
+// The output is written to an unnamed temporary file in the destination's directory
+// (O_TMPFILE; a named ".NAME.tmp-XXXXXX" where the filesystem lacks it) and only given its
+// name by commit(), after it is complete, synced and (optionally) verified. A writer destroyed
+// without commit() — an exception, an interruption — leaves nothing behind; with O_TMPFILE not
+// even a killed process leaves a partial file.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -48,8 +52,16 @@ class Writer {
   uint64_t remaining_in_current() const;
   size_t current_tensor() const { return current_; }
 
-  // Checks every tensor was filled, flushes, fsyncs and renames into place.
-  void commit();
+  // Streams `n` bytes starting at `offset` of the open file `fd` (kernel-side copy where the
+  // filesystem allows it), exactly as write() would stream them.
+  void write_from(int fd, uint64_t offset, uint64_t n);
+
+  // A path that opens the finished-but-unpublished output (for verification before commit).
+  std::filesystem::path temporary_path() const;
+
+  // Checks every tensor was filled, flushes and syncs, runs `verify` on temporary_path() (an
+  // exception from it aborts the commit), then gives the file its name.
+  void commit(const std::function<void(const std::filesystem::path&)>& verify = {});
 
  private:
   struct PendingTensor {
@@ -61,13 +73,17 @@ class Writer {
   };
   void write_header();
   void put(std::span<const std::byte> bytes);
+  void advance(uint64_t n);  // accounts n bytes of the current tensor as written
+  void read_through_buffer(int fd, uint64_t offset, uint64_t n);
+  void publish_unnamed();
+  void move_into_place(const std::filesystem::path& from);
   void put_padding(uint64_t n);
   void flush();
   void write_all(std::span<const std::byte> bytes);
   [[noreturn]] void fail(std::string subject, std::string message) const;
 
   std::filesystem::path destination_;
-  std::filesystem::path temporary_;
+  std::filesystem::path temporary_;  // empty with O_TMPFILE: the file has no name until commit
   WriterOptions options_;
   int fd_ = -1;
   bool header_written_ = false;
