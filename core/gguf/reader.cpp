@@ -321,7 +321,7 @@ void Reader::State::index_tensors(Cursor& cursor, uint64_t count) {
     for (uint32_t d = 0; d < t.n_dims && elements; ++d) elements = checked_mul(*elements, t.ne[d]);
     if (!elements || *elements > kMaxElements) {
       cursor.fail(dims_offset, subject,
-                  fmt::format("element count of shape {} overflows 64 bits", shape_text(t)));
+                  fmt::format("element count of shape {} overflows int64 (ggml counts elements in int64_t)", shape_text(t)));
     }
     t.n_elements = *elements;
     if (t.ne[0] % traits->block_size != 0) {
@@ -333,7 +333,7 @@ void Reader::State::index_tensors(Cursor& cursor, uint64_t count) {
     const auto n_bytes = row_bytes ? checked_mul(*row_bytes, t.n_elements / t.ne[0]) : std::nullopt;
     if (!n_bytes || *n_bytes > kMaxElements) {
       cursor.fail(dims_offset, subject,
-                  fmt::format("byte size of shape {} as {} overflows 64 bits", shape_text(t),
+                  fmt::format("byte size of shape {} as {} overflows int64", shape_text(t),
                               traits->name));
     }
     t.row_bytes = *row_bytes;

@@ -40,7 +40,7 @@ typedef struct archreg_host_v1 {
 typedef struct archreg_plugin_v1 {
   /* First member, always: the host reads it before anything else. */
   uint32_t abi_version;
-  /* The plugin's name, for messages ("qwen"). */
+  /* The plugin's name, for messages ("myfamily"). */
   const char* name;
   /* The general.architecture values this plugin serves. */
   const char* const* archs;

@@ -1,8 +1,8 @@
 // For plugin sources: defines and exports a plugin descriptor under the name the host looks for.
 //
-//   ARCHREG_DEFINE_PLUGIN("qwen", nullptr, "attn_qkv", "ffn_gate_up_exps")
+//   ARCHREG_DEFINE_PLUGIN("myfamily", nullptr, "attn_qkv", "ffn_gate_up_exps")
 //
-// declares a plugin named "qwen" serving the archs of its archreg_add_plugin() call
+// declares a plugin named "myfamily" serving the archs of its archreg_add_plugin() call
 // (ARCHREG_PLUGIN_ARCHS, generated into plugin_archs.h), with no extra check, whose forward
 // pass runs the two listed fusable groups fused. A plugin with an unusual descriptor can
 // define its own archreg_plugin_v1 and use ARCHREG_EXPORT_PLUGIN directly.

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Fuzzes the GGUF reader for SECONDS, starting from the committed seed corpus.
+#
+# Usage: tests/fuzz/run.sh BUILD_DIR SECONDS     (BUILD_DIR from the fuzz preset: build/fuzz)
+#
+# The seeds are copied to a scratch directory under BUILD_DIR, so inputs the fuzzer finds
+# never touch the committed corpus. Exits non-zero on any crash, sanitizer report, leak,
+# timeout or out-of-memory (libFuzzer's own exit status), and prints a one-line summary; on
+# failure the log's tail and the saved input come first.
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 BUILD_DIR SECONDS" >&2
+  exit 2
+fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+build_dir=$(cd "$1" && pwd)
+seconds=$2
+fuzzer=$build_dir/tests/fuzz/gguf_reader_fuzz
+if [[ ! -x $fuzzer ]]; then
+  echo "$0: no fuzzer at $fuzzer; build it with: cmake --preset fuzz && cmake --build --preset fuzz" >&2
+  exit 2
+fi
+
+work=$build_dir/fuzz-run/gguf_reader
+rm -rf "$work"
+mkdir -p "$work/corpus" "$work/findings"
+cp "$here"/corpus/*.gguf "$work/corpus/"
+seeds=$(find "$work/corpus" -type f | wc -l)
+log=$work/fuzz.log
+
+# -timeout: a single input taking 10 s is a hang worth reporting (the reader is linear).
+# -rss_limit_mb also caps single allocations, so an unbounded allocation is a finding.
+status=0
+"$fuzzer" "$work/corpus" \
+  -dict="$here/gguf.dict" \
+  -max_total_time="$seconds" \
+  -max_len=65536 \
+  -rss_limit_mb=2048 \
+  -timeout=10 \
+  -artifact_prefix="$work/findings/" \
+  -print_final_stats=1 \
+  >"$log" 2>&1 || status=$?
+
+stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1; }
+runs=$(stat number_of_executed_units)
+per_second=$(stat average_exec_per_sec)
+coverage=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
+corpus=$(find "$work/corpus" -type f | wc -l)
+
+if [[ $status -ne 0 ]]; then
+  tail -n 60 "$log" >&2
+  finding=$(find "$work/findings" -type f -print -quit)
+  echo "gguf_reader_fuzz: FAILED (exit $status) after ${runs:-?} runs; input: ${finding:-none saved}; log: $log"
+  exit "$status"
+fi
+echo "gguf_reader_fuzz: ok: ${runs:-?} runs in ${seconds} s (${per_second:-?}/s), coverage ${coverage:-?} edges, corpus ${seeds} -> ${corpus} inputs, no crashes"
