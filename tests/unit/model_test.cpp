@@ -1,0 +1,118 @@
+// Opening a model to run it: the refusals happen before any weight is used, and fused and
+// unfused files bind to byte-identical logical tensors (DESIGN.md invariants 2 and 3). The
+// fixtures are written by gguf-py (tests/fixtures/make_fixtures.py, run by ctest first), so
+// the fused files are fused independently of archreg's own fusion code.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/model.hpp"
+#include "test_support.hpp"
+
+namespace archreg::runtime {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+const std::filesystem::path kFixtures = ARCHREG_FIXTURE_DIR;
+const std::filesystem::path kPlugins = ARCHREG_TEST_PLUGIN_DIR;
+
+registry::Registry make_registry(std::vector<std::filesystem::path> plugin_dirs = {ARCHREG_BUILD_PLUGIN_DIR}) {
+  return registry::Registry({{testing::source_dir() / "arch-specs", testing::source_dir() / "tests" / "fixtures" / "toy-specs"}, std::move(plugin_dirs)});
+}
+
+// Every fixture pair (unfused, fused) that the fixture index lists as valid.
+std::vector<std::pair<std::string, std::string>> fixture_pairs() {
+  std::ifstream in(kFixtures / "fixtures.json");
+  if (!in) throw std::runtime_error("no " + (kFixtures / "fixtures.json").string() + ": run ctest (its generate_fixtures step writes them)");
+  const nlohmann::json index = nlohmann::json::parse(in);
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const auto& entry : index) {
+    const std::string file = entry.at("file");
+    const std::string fused = file.substr(0, file.size() - 5) + ".fused.gguf";
+    if (file.find(".fused.") == std::string::npos && std::filesystem::exists(kFixtures / fused) && entry.at("arch") != "toymoe") {
+      pairs.emplace_back(file, fused);
+    }
+  }
+  return pairs;
+}
+
+std::vector<std::byte> bytes_of(const TensorView& view) {
+  std::vector<std::byte> bytes(view.n_bytes());
+  view.gather(bytes);
+  return bytes;
+}
+
+TEST(Model, FusedAndUnfusedFilesBindIdenticalLogicalTensors) {
+  const auto pairs = fixture_pairs();
+  ASSERT_GE(pairs.size(), 7u);
+  registry::Registry registry = make_registry();
+  size_t strided = 0;
+  for (const auto& [unfused_file, fused_file] : pairs) {
+    SCOPED_TRACE(unfused_file);
+    const Model unfused = Model::open(kFixtures / unfused_file, registry);
+    const Model fused = Model::open(kFixtures / fused_file, registry);
+    ASSERT_EQ(unfused.tensors().size(), fused.tensors().size());
+    for (const TensorView& logical : unfused.tensors()) {
+      const TensorView* other = fused.find(logical.name);
+      ASSERT_NE(other, nullptr) << logical.name;
+      EXPECT_EQ(other->type, logical.type) << logical.name;
+      EXPECT_EQ(other->ne, logical.ne) << logical.name;
+      EXPECT_TRUE(bytes_of(*other) == bytes_of(logical)) << logical.name << " differs (stored in " << other->storage << ")";
+      if (!other->contiguous()) ++strided;
+    }
+  }
+  EXPECT_GT(strided, 0u);  // expert parts of a fused gate_up are strided views
+}
+
+TEST(Model, RefusesUnknownArchitecturesBeforeTouchingWeights) {
+  registry::Registry registry = make_registry();
+  try {
+    Model::open(kFixtures / "unknown-arch.gguf", registry);
+    FAIL() << "an unknown architecture must not load";
+  } catch (const LoadError& error) {
+    EXPECT_THAT(error.what(), AllOf(HasSubstr("unsupported model architecture"), HasSubstr("known: "), HasSubstr("qwen3moe")));
+  }
+}
+
+TEST(Model, RefusesValidateOnlyArchitectures) {
+  registry::Registry registry = make_registry({});
+  try {
+    Model::open(kFixtures / "toymoe.gguf", registry);
+    FAIL() << "an arch without a plugin must not load";
+  } catch (const LoadError& error) {
+    EXPECT_THAT(error.what(), AllOf(HasSubstr("toymoe.gguf"), HasSubstr("has a spec"), HasSubstr("no plugin")));
+  }
+}
+
+TEST(Model, RefusesFusedFormsThePluginCannotRun) {
+  registry::Registry registry = make_registry({kPlugins / "toy"});
+  EXPECT_NO_THROW(Model::open(kFixtures / "toymoe.gguf", registry));
+  try {
+    Model::open(kFixtures / "toymoe.fused.gguf", registry);
+    FAIL() << "attn_qkv fused must be refused by the toy plugin";
+  } catch (const LoadError& error) {
+    ASSERT_EQ(error.findings().size(), 1u);
+    EXPECT_EQ(error.findings()[0].code, "unsupported_fusion");
+    EXPECT_EQ(error.findings()[0].subject, "attn_qkv");
+  }
+}
+
+TEST(Model, RefusesFilesThatDoNotValidateListingEveryFinding) {
+  registry::Registry registry = make_registry();
+  try {
+    Model::open(kFixtures / "qwen3moe-wrong-shape.gguf", registry);
+    FAIL() << "an invalid file must not load";
+  } catch (const LoadError& error) {
+    ASSERT_FALSE(error.findings().empty());
+    EXPECT_EQ(error.findings()[0].code, "wrong_shape");
+    EXPECT_THAT(error.what(), HasSubstr("refusing to run"));
+  }
+}
+
+}  // namespace
+}  // namespace archreg::runtime
