@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 
-venv=$(scripts/bootstrap.sh --test | tail -n 1)
+venv=$(scripts/bootstrap.sh --llama | tail -n 1)
 export ARCHREG_PYTHON="$venv/bin/python"
 jobs=${ARCHREG_JOBS:-$(nproc)}
 

@@ -158,7 +158,7 @@ void print_text(const gguf::Reader& reader, bool full) {
   for (const gguf::KeyValue& kv : reader.metadata()) key_width = std::max(key_width, kv.key.size());
   for (const gguf::KeyValue& kv : reader.metadata()) {
     const Value value = reader.value(kv);
-    line(fmt::format("  {:<{}}  {:<14} {}", kv.key, key_width, type_text(value), value_text(value, full)));
+    line(fmt::format("  {:<{}}  {:<14} {}", gguf::printable(kv.key), key_width, type_text(value), value_text(value, full)));
   }
   line("");
   line("tensors:");
@@ -167,7 +167,7 @@ void print_text(const gguf::Reader& reader, bool full) {
   line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", "name", name_width, "type", "shape", "bytes",
                    "offset"));
   for (const gguf::TensorInfo& t : reader.tensors()) {
-    line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", t.name, name_width, gguf::ggml_type_label(t.type),
+    line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", gguf::printable(t.name), name_width, gguf::ggml_type_label(t.type),
                      fmt::format("[{}]", fmt::join(t.shape(), ", ")), t.n_bytes, t.data_offset));
   }
   line("");

@@ -81,7 +81,7 @@ void print_text(const validate::Report& report) {
     out += fmt::format("  fusable groups: {}\n", fmt::join(groups, ", "));
   }
   for (const validate::Finding& f : report.findings) {
-    out += fmt::format("  {:<18} {}: {}", f.code, f.subject, f.message);
+    out += fmt::format("  {:<18} {}: {}", f.code, gguf::printable(f.subject), f.message);
     if (f.expected && f.found) out += fmt::format(" (expected {}, found {})", *f.expected, *f.found);
     out += '\n';
   }

@@ -23,4 +23,18 @@ Error::Error(std::string file, std::optional<uint64_t> offset, std::string subje
       subject_(std::move(subject)),
       message_(std::move(message)) {}
 
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f && c != '\\') {
+      out += c;
+    } else {
+      out += fmt::format("\\x{:02x}", byte);
+    }
+  }
+  return out;
+}
+
 }  // namespace archreg::gguf

@@ -5,6 +5,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace archreg::gguf {
 
@@ -29,5 +30,9 @@ class Error : public std::runtime_error {
   std::string subject_;
   std::string message_;
 };
+
+// Names read from a file, made safe to print: bytes outside printable ASCII become \xNN, so a
+// hostile key cannot put invalid UTF-8 or terminal escape sequences into a message.
+std::string printable(std::string_view text);
 
 }  // namespace archreg::gguf

@@ -37,7 +37,7 @@ struct Subject {
 
   std::string text() const {
     if (std::string_view(kind) == "header") return "header";
-    if (named) return fmt::format("{} '{}'", kind, name);
+    if (named) return fmt::format("{} '{}'", kind, printable(name));
     return fmt::format("{} #{}", kind, ordinal);
   }
 };

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Benchmark: `archreg fuse` and `archreg unfuse` of a multi-GiB MoE model against `cp`, in one run.
+
+Writes a synthetic Qwen3-30B-A3B-shaped qwen3moe model (2048-wide layers of 128 experts of 768
+rows: Q4_K gate/up experts, Q6_K down experts, Q8_0 attention, F32 norms; ~390 MiB per layer,
+6 layers by default: ~2.3 GiB) whose tensor data is real, incompressible bytes (nothing sparse),
+then measures, each run twice, best taken:
+
+  cp            `cp IN X` (coreutils; on ext4 an in-kernel copy_file_range, no fsync)
+  cp + fsync    `cp IN X && sync X`: the same bytes made durable, as archreg does before it
+                publishes its output
+  fuse          `archreg fuse IN F` (every group: attn_qkv and ffn_gate_up_exps)
+  unfuse        `archreg unfuse F U`
+
+with wall time and the peak RSS of each process (os.wait4). Before every run `sync` flushes what
+earlier runs left dirty (untimed), and the previous output is deleted; nothing is dropped from the
+page cache, so the input is read warm (it was just written; the machine has the RAM to hold it).
+Prints a table with the ratios to cp and writes the same as JSON. At most three model-sized files
+exist at once (IN, F, U); all are removed at the end.
+
+Usage: tests/bench/bench_fuse.py [--archreg build/release/core/archreg] [--layers 6] [--dir DIR]
+                                 [--json OUT.json]
+Run it with the test venv's Python (scripts/bootstrap.sh --test prints it): it needs gguf-py.
+Targets (docs/performance.md): fuse and unfuse within 1.25x cp, peak RSS within 64 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from gguf import GGMLQuantizationType as QT
+from gguf import GGUFValueType as VT
+from gguf import GGUFWriter
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+import reference_models as rm  # noqa: E402
+
+SIZES = {QT.F32: (1, 4), QT.Q8_0: (32, 34), QT.Q4_K: (256, 144), QT.Q6_K: (256, 210)}
+CHUNK = 16 << 20
+TARGET_RATIO, TARGET_RSS_MIB = 1.25, 64
+
+
+def storage_type(name: str, shape: tuple[int, ...]) -> QT:
+    if len(shape) == 1:
+        return QT.F32
+    if "down_exps" in name:
+        return QT.Q6_K
+    return QT.Q4_K if "_exps" in name else QT.Q8_0
+
+
+def write_model(path: Path, n_layer: int) -> dict:
+    """A qwen3moe file with a gguf-py header and random tensor data. Returns a summary."""
+    hp = dict(n_embd=2048, n_layer=n_layer, n_head=32, n_head_kv=4, key_length=128, value_length=128, n_ff=6144,
+              n_expert=128, n_expert_used=8, n_ff_exp=768, n_vocab=4096)
+    metadata, tensors = rm.qwen3moe(hp)
+    writer = GGUFWriter(str(path), "qwen3moe")
+    for key, vtype, value in metadata:
+        if key == "general.architecture":
+            continue
+        if vtype == VT.ARRAY:
+            writer.add_key_value(key, list(value[1]), VT.ARRAY, sub_type=value[0])
+        else:
+            writer.add_key_value(key, value, vtype)
+    sizes = []
+    expert_bytes = 0
+    for name, shape in tensors:
+        qtype = storage_type(name, shape)
+        block, size = SIZES[qtype]
+        n_bytes = shape[0] // block * size * int(np.prod(shape[1:], dtype=np.int64))
+        writer.add_tensor_info(name, tuple(reversed(shape)), np.dtype(np.float32), n_bytes, raw_dtype=qtype)
+        sizes.append(n_bytes)
+        if "_exps" in name:
+            expert_bytes += n_bytes
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    out = writer.fout[0]
+    out.write(bytes(GGUFWriter.ggml_pad(out.tell(), writer.data_alignment) - out.tell()))
+    # Incompressible bytes, different for every chunk position: a random pool read at a rotating
+    # offset (generating 2+ GiB of fresh randomness would dominate the run).
+    pool = os.urandom(2 * CHUNK)
+    turn = 0
+    for n_bytes in sizes:
+        left = n_bytes
+        while left:
+            take = min(left, CHUNK)
+            start = (turn * 7919 * 4096) % CHUNK
+            out.write(memoryview(pool)[start:start + take])
+            turn += 1
+            left -= take
+        out.write(bytes(GGUFWriter.ggml_pad(n_bytes, writer.data_alignment) - n_bytes))
+    writer.close()
+    return {"arch": "qwen3moe", "layers": n_layer, "experts": 128, "tensors": len(tensors), "file_bytes": path.stat().st_size,
+            "expert_bytes": expert_bytes}
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one process; it must succeed."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed with exit {proc.returncode}:\n{err.read().decode(errors='replace')}")
+    return seconds, usage.ru_maxrss
+
+
+def measure(name: str, cmds: list[list[str]], output: Path, repeat: int, keep_last: bool = False) -> dict:
+    runs = []
+    for i in range(repeat):
+        output.unlink(missing_ok=True)
+        os.sync()  # what earlier runs left dirty is written back now, not during this run
+        seconds, rss = 0.0, 0
+        for cmd in cmds:
+            s, r = timed(cmd)
+            seconds += s
+            rss = max(rss, r)
+        runs.append({"seconds": seconds, "peak_rss_kib": rss})
+        print(f"  {name:<11} run {i + 1}: {seconds:7.2f} s  peak RSS {rss / 1024:6.1f} MiB", flush=True)
+    if not keep_last:
+        output.unlink(missing_ok=True)
+    best = min(runs, key=lambda r: r["seconds"])
+    return {"runs": runs, "best_seconds": best["seconds"], "peak_rss_kib": max(r["peak_rss_kib"] for r in runs)}
+
+
+def default_archreg() -> str:
+    for var in ("ARCHREG_CLI", "ARCHREG_BIN"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return str(REPO / "build" / "release" / "core" / "archreg")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archreg", default=default_archreg(), help="archreg binary (default: $ARCHREG_CLI, else build/release)")
+    parser.add_argument("--layers", type=int, default=6, help="qwen3moe layers of 128 experts (~390 MiB each)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--dir", type=Path, default=None, help="where the model files go (default: a temporary directory)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    archreg = str(Path(args.archreg).resolve())
+    if not Path(archreg).exists():
+        raise SystemExit(f"no archreg binary at {archreg}: build it or pass --archreg")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-fuse-", dir=args.dir))
+    try:
+        src, copy, fused, unfused = (work / n for n in ("model.gguf", "copy.gguf", "fused.gguf", "unfused.gguf"))
+        start = time.perf_counter()
+        model = write_model(src, args.layers)
+        print(f"wrote {src} ({model['file_bytes'] / 2**30:.2f} GiB, {model['expert_bytes'] / 2**30:.2f} GiB of experts) "
+              f"in {time.perf_counter() - start:.1f} s", flush=True)
+        results = {
+            "cp": measure("cp", [["cp", str(src), str(copy)]], copy, args.repeat),
+            "cp_fsync": measure("cp + fsync", [["cp", str(src), str(copy)], ["sync", str(copy)]], copy, args.repeat),
+            "fuse": measure("fuse", [[archreg, "fuse", str(src), str(fused)]], fused, args.repeat, keep_last=True),
+            "unfuse": measure("unfuse", [[archreg, "unfuse", str(fused), str(unfused)]], unfused, args.repeat, keep_last=True),
+        }
+        # the bench's own sanity check: unfuse(fuse(x)) holds x's tensors (x's parts are not
+        # adjacent, so the files differ in order only: compare sizes here, bytes in the tests)
+        if unfused.stat().st_size != src.stat().st_size:
+            raise SystemExit("unfuse(fuse(x)) is not the size of x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    cp, cp_fsync = results["cp"]["best_seconds"], results["cp_fsync"]["best_seconds"]
+    gib = model["file_bytes"] / 2**30
+    print()
+    print(f"{'what':<12} {'best (s)':>9} {'GiB/s':>7} {'/ cp':>6} {'/ cp+fsync':>11} {'peak RSS (MiB)':>15}")
+    for name, label in (("cp", "cp"), ("cp_fsync", "cp + fsync"), ("fuse", "fuse"), ("unfuse", "unfuse")):
+        r = results[name]
+        r["ratio_to_cp"] = r["best_seconds"] / cp
+        r["ratio_to_cp_fsync"] = r["best_seconds"] / cp_fsync
+        print(f"{label:<12} {r['best_seconds']:9.2f} {gib / r['best_seconds']:7.2f} {r['ratio_to_cp']:6.2f} "
+              f"{r['ratio_to_cp_fsync']:11.2f} {r['peak_rss_kib'] / 1024:15.1f}")
+    ok = all(results[n]["ratio_to_cp"] <= TARGET_RATIO and results[n]["peak_rss_kib"] <= TARGET_RSS_MIB * 1024
+             for n in ("fuse", "unfuse"))
+    print(f"\ntargets (time <= {TARGET_RATIO}x cp, peak RSS <= {TARGET_RSS_MIB} MiB): {'met' if ok else 'NOT met'}")
+
+    if args.json:
+        document = {
+            "model": model,
+            "archreg": archreg,
+            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "loadavg_after": os.getloadavg()},
+            "page_cache": "warm: the input was just written and is not dropped; sync before every run",
+            "targets": {"ratio_to_cp": TARGET_RATIO, "peak_rss_mib": TARGET_RSS_MIB, "met": ok},
+            "results": results,
+        }
+        args.json.write_text(json.dumps(document, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
