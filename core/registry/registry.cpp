@@ -3,7 +3,6 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -11,6 +10,7 @@
 #include <boost/dll/shared_library.hpp>
 #include <fmt/format.h>
 
+#include "registry/search_path.hpp"
 #include "validate/hparams.hpp"
 
 // Host-side state of one plugin check call (declared opaque in plugin/abi.h).
@@ -27,13 +27,6 @@ namespace {
 constexpr std::string_view kManifestExtension = ".archs";
 constexpr uint32_t kMaxListedNames = 256;
 constexpr size_t kMaxNameLength = 256;
-
-std::optional<std::filesystem::path> executable_dir() {
-  std::error_code error;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (error) return std::nullopt;
-  return self.parent_path();
-}
 
 std::vector<std::string> read_manifest(const std::filesystem::path& file) {
   std::ifstream in(file);
@@ -137,21 +130,12 @@ void Plugin::check(const std::string& arch, const gguf::Reader& reader, const sp
 }
 
 std::vector<std::filesystem::path> Registry::default_plugin_dirs() {
-  std::vector<std::filesystem::path> dirs;
-  if (const char* path = std::getenv("ARCHREG_PLUGIN_PATH"); path != nullptr && *path != '\0') {
-    std::string_view rest(path);
-    while (!rest.empty()) {
-      const size_t colon = rest.find(':');
-      if (colon != 0) dirs.emplace_back(rest.substr(0, colon));
-      if (colon == std::string_view::npos) break;
-      rest.remove_prefix(colon + 1);
-    }
-  }
-  if (const auto exe = executable_dir()) dirs.push_back(*exe / ".." / "lib" / "archreg" / "plugins");
 #ifdef ARCHREG_BUILD_PLUGIN_DIR
-  dirs.emplace_back(ARCHREG_BUILD_PLUGIN_DIR);
+  const std::optional<std::filesystem::path> build_tree = ARCHREG_BUILD_PLUGIN_DIR;
+#else
+  const std::optional<std::filesystem::path> build_tree;
 #endif
-  return dirs;
+  return search_path("ARCHREG_PLUGIN_PATH", std::filesystem::path("..") / "lib" / "archreg" / "plugins", build_tree);
 }
 
 Registry::Registry(Dirs dirs) : specs_(std::move(dirs.specs)) {

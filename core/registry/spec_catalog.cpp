@@ -1,24 +1,12 @@
 #include "registry/spec_catalog.hpp"
 
-#include <unistd.h>
-
-#include <cstdlib>
 #include <system_error>
 
 #include <fmt/format.h>
-#include <fmt/std.h>
+
+#include "registry/search_path.hpp"
 
 namespace archreg::registry {
-namespace {
-
-std::optional<std::filesystem::path> executable_dir() {
-  std::error_code error;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (error) return std::nullopt;
-  return self.parent_path();
-}
-
-}  // namespace
 
 SpecCatalog::SpecCatalog(std::vector<std::filesystem::path> dirs) : dirs_(std::move(dirs)) {
   for (const std::filesystem::path& dir : dirs_) {
@@ -34,29 +22,12 @@ SpecCatalog::SpecCatalog(std::vector<std::filesystem::path> dirs) : dirs_(std::m
 }
 
 std::vector<std::filesystem::path> SpecCatalog::default_dirs() {
-  std::vector<std::filesystem::path> dirs;
-  if (const char* path = std::getenv("ARCHREG_SPEC_PATH"); path != nullptr && *path != '\0') {
-    std::string_view rest(path);
-    while (!rest.empty()) {
-      const size_t colon = rest.find(':');
-      if (colon != 0) dirs.emplace_back(rest.substr(0, colon));
-      if (colon == std::string_view::npos) break;
-      rest.remove_prefix(colon + 1);
-    }
-  }
-  if (const auto exe = executable_dir()) dirs.push_back(*exe / ".." / "share" / "archreg" / "arch-specs");
 #ifdef ARCHREG_SOURCE_SPEC_DIR
-  dirs.emplace_back(ARCHREG_SOURCE_SPEC_DIR);
+  const std::optional<std::filesystem::path> build_tree = ARCHREG_SOURCE_SPEC_DIR;
+#else
+  const std::optional<std::filesystem::path> build_tree;
 #endif
-  // The same directory reached twice (build tree inside the source tree) is searched once.
-  std::vector<std::filesystem::path> unique;
-  for (const std::filesystem::path& dir : dirs) {
-    std::error_code error;
-    const std::filesystem::path canonical = std::filesystem::weakly_canonical(dir, error);
-    const std::filesystem::path& key = error ? dir : canonical;
-    if (std::find(unique.begin(), unique.end(), key) == unique.end()) unique.push_back(key);
-  }
-  return unique;
+  return search_path("ARCHREG_SPEC_PATH", std::filesystem::path("..") / "share" / "archreg" / "arch-specs", build_tree);
 }
 
 std::vector<std::string> SpecCatalog::arch_names() const {
