@@ -4,7 +4,7 @@
 Writes a synthetic Qwen3-30B-A3B-shaped qwen3moe model (2048-wide layers of 128 experts of 768
 rows: Q4_K gate/up experts, Q6_K down experts, Q8_0 attention, F32 norms; ~390 MiB per layer,
 6 layers by default: ~2.3 GiB) whose tensor data is real, incompressible bytes (nothing sparse),
-then measures, each run twice, best taken:
+then measures, in interleaved rounds (two by default; the best of each is kept):
 
   cp            `cp IN X` (coreutils; on ext4 an in-kernel copy_file_range, no fsync)
   cp + fsync    `cp IN X && sync X`: the same bytes made durable, as archreg does before it
@@ -12,11 +12,11 @@ then measures, each run twice, best taken:
   fuse          `archreg fuse IN F` (every group: attn_qkv and ffn_gate_up_exps)
   unfuse        `archreg unfuse F U`
 
-with wall time and the peak RSS of each process (os.wait4). Before every run `sync` flushes what
-earlier runs left dirty (untimed), and the previous output is deleted; nothing is dropped from the
-page cache, so the input is read warm (it was just written; the machine has the RAM to hold it).
-Prints a table with the ratios to cp and writes the same as JSON. At most three model-sized files
-exist at once (IN, F, U); all are removed at the end.
+with wall time and the peak RSS of each process (GNU time's %M). Before every run `sync` flushes
+what earlier runs left dirty (untimed), and the previous output is deleted; nothing is dropped
+from the page cache, so the input is read warm (it was just written; the machine has the RAM to
+hold it). Prints a table with the ratios to cp and writes the same as JSON. At most three
+model-sized files exist at once (IN, F, U); all are removed at the end.
 
 Usage: tests/bench/bench_fuse.py [--archreg build/release/core/archreg] [--layers 6] [--dir DIR]
                                  [--json OUT.json]
@@ -105,36 +105,39 @@ def write_model(path: Path, n_layer: int) -> dict:
             "expert_bytes": expert_bytes}
 
 
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
 def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one process; it must succeed."""
-    with tempfile.TemporaryFile() as err:
+    """Wall seconds and peak RSS (KiB) of one process; it must succeed. The RSS comes from GNU
+    time, which forks the command from its own small process: a child forked from this Python
+    would inherit Python's RSS as its high-water mark (ru_maxrss survives exec)."""
+    with tempfile.NamedTemporaryFile("w+") as rss, tempfile.TemporaryFile() as err:
+        wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *cmd] if GNU_TIME else cmd
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed with exit {proc.returncode}:\n{err.read().decode(errors='replace')}")
-    return seconds, usage.ru_maxrss
+        peak = int(rss.read().split()[-1]) if GNU_TIME else usage.ru_maxrss
+    return seconds, peak
 
 
-def measure(name: str, cmds: list[list[str]], output: Path, repeat: int, keep_last: bool = False) -> dict:
-    runs = []
-    for i in range(repeat):
-        output.unlink(missing_ok=True)
-        os.sync()  # what earlier runs left dirty is written back now, not during this run
-        seconds, rss = 0.0, 0
-        for cmd in cmds:
-            s, r = timed(cmd)
-            seconds += s
-            rss = max(rss, r)
-        runs.append({"seconds": seconds, "peak_rss_kib": rss})
-        print(f"  {name:<11} run {i + 1}: {seconds:7.2f} s  peak RSS {rss / 1024:6.1f} MiB", flush=True)
-    if not keep_last:
-        output.unlink(missing_ok=True)
-    best = min(runs, key=lambda r: r["seconds"])
-    return {"runs": runs, "best_seconds": best["seconds"], "peak_rss_kib": max(r["peak_rss_kib"] for r in runs)}
+def run_once(cmds: list[list[str]]) -> dict:
+    os.sync()  # what earlier runs left dirty is written back now, not during this run
+    seconds, rss = 0.0, 0
+    for cmd in cmds:
+        s, r = timed(cmd)
+        seconds += s
+        rss = max(rss, r)
+    return {"seconds": seconds, "peak_rss_kib": rss}
+
+
+def summary(runs: list[dict]) -> dict:
+    return {"runs": runs, "best_seconds": min(r["seconds"] for r in runs), "peak_rss_kib": max(r["peak_rss_kib"] for r in runs)}
 
 
 def default_archreg() -> str:
@@ -163,16 +166,31 @@ def main(argv: list[str] | None = None) -> int:
         model = write_model(src, args.layers)
         print(f"wrote {src} ({model['file_bytes'] / 2**30:.2f} GiB, {model['expert_bytes'] / 2**30:.2f} GiB of experts) "
               f"in {time.perf_counter() - start:.1f} s", flush=True)
-        results = {
-            "cp": measure("cp", [["cp", str(src), str(copy)]], copy, args.repeat),
-            "cp_fsync": measure("cp + fsync", [["cp", str(src), str(copy)], ["sync", str(copy)]], copy, args.repeat),
-            "fuse": measure("fuse", [[archreg, "fuse", str(src), str(fused)]], fused, args.repeat, keep_last=True),
-            "unfuse": measure("unfuse", [[archreg, "unfuse", str(fused), str(unfused)]], unfused, args.repeat, keep_last=True),
-        }
-        # the bench's own sanity check: unfuse(fuse(x)) holds x's tensors (x's parts are not
-        # adjacent, so the files differ in order only: compare sizes here, bytes in the tests)
-        if unfused.stat().st_size != src.stat().st_size:
-            raise SystemExit("unfuse(fuse(x)) is not the size of x")
+        # Interleaved rounds (cp, cp + fsync, fuse, unfuse; again): drift on a shared machine
+        # hits every command alike.
+        labels = {"cp": "cp", "cp_fsync": "cp + fsync", "fuse": "fuse", "unfuse": "unfuse"}
+        runs: dict[str, list[dict]] = {name: [] for name in labels}
+        for round_ in range(args.repeat):
+            steps = [
+                ("cp", [["cp", str(src), str(copy)]], copy),
+                ("cp_fsync", [["cp", str(src), str(copy)], ["sync", str(copy)]], copy),
+                ("fuse", [[archreg, "fuse", str(src), str(fused)]], None),
+                ("unfuse", [[archreg, "unfuse", str(fused), str(unfused)]], unfused),
+            ]
+            fused.unlink(missing_ok=True)
+            for name, cmds, output in steps:
+                if output is not None:
+                    output.unlink(missing_ok=True)
+                run = run_once(cmds)
+                runs[name].append(run)
+                print(f"  round {round_ + 1}  {labels[name]:<11} {run['seconds']:7.2f} s  peak RSS {run['peak_rss_kib'] / 1024:6.1f} MiB",
+                      flush=True)
+                if name == "unfuse" and unfused.stat().st_size != src.stat().st_size:
+                    # x's parts are not adjacent, so unfuse(fuse(x)) differs from x in order only
+                    raise SystemExit("unfuse(fuse(x)) is not the size of x")
+                if output is not None:
+                    output.unlink(missing_ok=True)
+        results = {name: summary(r) for name, r in runs.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

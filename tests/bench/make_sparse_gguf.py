@@ -7,8 +7,13 @@ disk while every offset and size in it is the real one.
       experts, 579 tensors, and the full 151,936-token vocabulary with its 151,387 merges
       (about 8 MB of header).
   many-tensors: 100,000 small tensors and little metadata, to measure per-tensor cost.
+  deepseek-v3-shaped: what a DeepSeek-V3 Q4_K_M file holds (deepseek2 arch): 61 MLA layers in
+      the split attn_k_b/attn_v_b form, 3 dense then 58 MoE layers of 256 routed experts and a
+      shared one, 1,025 tensors, the 129,280-token vocabulary with its 127,741 merges (about
+      7 MB of header; 377 GiB apparent size).
 
 Usage: make_sparse_gguf.py [DIR]   (default ~/.cache/archreg/bench; existing files are kept)
+Every file validates clean with `archreg validate` except many-tensors (arch "synthetic").
 """
 
 import os
@@ -16,13 +21,16 @@ import random
 import struct
 import sys
 from pathlib import Path
+from typing import Iterable
 
 # GGUF metadata value types and ggml tensor types (see docs in /work/shared/docs/GGUF-FACTS.md).
 UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY = 4, 5, 6, 7, 8, 9
-F32, Q4_K, Q6_K = 0, 12, 14
-BLOCK = {F32: (1, 4), Q4_K: (256, 144), Q6_K: (256, 210)}  # elements per block, bytes per block
+F32, Q5_0, Q8_0, Q4_K, Q6_K = 0, 6, 8, 12, 14
+# elements per block, bytes per block
+BLOCK = {F32: (1, 4), Q5_0: (32, 22), Q8_0: (32, 34), Q4_K: (256, 144), Q6_K: (256, 210)}
 ALIGNMENT = 32
-# Bump when the generated content changes, so cached files are regenerated.
+# Bump when the generated content of an existing file changes, so cached files are regenerated
+# (adding a new file needs no bump: files are written when absent).
 GENERATOR_VERSION = 2
 
 
@@ -178,6 +186,113 @@ def write_qwen3_moe_header(path: Path, n_layer: int = 48, n_expert: int = 128, n
     gguf.write(path)
 
 
+def use_more_bits(layer: int, n_layer: int) -> bool:
+    """llama.cpp's choice (llama-quant.cpp) of the layers whose attn_v / ffn_down Q4_K_M raises
+    to Q6_K: the first and last eighth, and every third layer in between."""
+    return layer < n_layer // 8 or layer >= 7 * n_layer // 8 or (layer - n_layer // 8) % 3 == 2
+
+
+def write_deepseek_v3_header(path: Path, n_layer: int = 61, n_expert: int = 256, n_vocab: int = 129280,
+                             n_merges: int = 127741) -> None:
+    """DeepSeek-V3 (deepseek2 arch) as a Q4_K_M file, in the current MLA form (attn_k_b and
+    attn_v_b instead of the legacy attn_kv_b; attention.key_length/value_length then hold the
+    absorbed sizes kv_lora_rank + rope dims = 576 and kv_lora_rank = 512, key_length_mla and
+    value_length_mla the per-head 192 and 128). Q4_K matrices, Q6_K for output and the
+    ffn_down(_exps) of llama.cpp's more-bits layers, Q5_0 for attn_k_b (its 128-wide rows do
+    not fit Q4_K's 256-element blocks: llama.cpp's fallback), F32 norms, router and expert bias.
+    No NextN (MTP) block, as in the usual DeepSeek-V3 GGUFs: block_count is the 61 decoder layers."""
+    n_embd, n_head, n_dense_lead, n_ff, n_ff_exp, n_expert_shared = 7168, 128, 3, 18432, 2048, 1
+    q_lora_rank, kv_lora_rank, n_rot, head_k_mla, head_v_mla = 1536, 512, 64, 192, 128
+    qk_nope = head_k_mla - n_rot
+    gguf = SparseGGUF()
+    gguf.add_string("general.architecture", "deepseek2")
+    gguf.add_string("general.type", "model")
+    gguf.add_string("general.name", "DeepSeek V3 (header-only benchmark copy)")
+    gguf.add_string("general.basename", "DeepSeek-V3")
+    gguf.add_string("general.size_label", "256x20B")
+    gguf.add_string("general.license", "mit")
+    gguf.add_u32("deepseek2.block_count", n_layer)
+    gguf.add_u32("deepseek2.context_length", 163840)
+    gguf.add_u32("deepseek2.embedding_length", n_embd)
+    gguf.add_u32("deepseek2.feed_forward_length", n_ff)
+    gguf.add_u32("deepseek2.attention.head_count", n_head)
+    gguf.add_u32("deepseek2.attention.head_count_kv", 1)
+    gguf.add_f32("deepseek2.rope.freq_base", 10000.0)
+    gguf.add_f32("deepseek2.attention.layer_norm_rms_epsilon", 1e-6)
+    gguf.add_u32("deepseek2.expert_used_count", 8)
+    gguf.add_u32("deepseek2.leading_dense_block_count", n_dense_lead)
+    gguf.add_u32("deepseek2.vocab_size", n_vocab)
+    gguf.add_u32("deepseek2.attention.q_lora_rank", q_lora_rank)
+    gguf.add_u32("deepseek2.attention.kv_lora_rank", kv_lora_rank)
+    gguf.add_u32("deepseek2.attention.key_length", kv_lora_rank + n_rot)
+    gguf.add_u32("deepseek2.attention.value_length", kv_lora_rank)
+    gguf.add_u32("deepseek2.attention.key_length_mla", head_k_mla)
+    gguf.add_u32("deepseek2.attention.value_length_mla", head_v_mla)
+    gguf.add_u32("deepseek2.expert_feed_forward_length", n_ff_exp)
+    gguf.add_u32("deepseek2.expert_count", n_expert)
+    gguf.add_u32("deepseek2.expert_shared_count", n_expert_shared)
+    gguf.add_f32("deepseek2.expert_weights_scale", 2.5)
+    gguf.add_bool("deepseek2.expert_weights_norm", True)
+    gguf.add_u32("deepseek2.expert_gating_func", 2)  # sigmoid
+    gguf.add_u32("deepseek2.rope.dimension_count", n_rot)
+    gguf.add_string("deepseek2.rope.scaling.type", "yarn")
+    gguf.add_f32("deepseek2.rope.scaling.factor", 40.0)
+    gguf.add_u32("deepseek2.rope.scaling.original_context_length", 4096)
+    gguf.add_f32("deepseek2.rope.scaling.yarn_log_multiplier", 0.1)
+    tokens, token_types, merges = synthetic_vocabulary(n_vocab, n_merges)
+    gguf.add_string("tokenizer.ggml.model", "gpt2")
+    gguf.add_string("tokenizer.ggml.pre", "deepseek-v3")
+    gguf.add_string_array("tokenizer.ggml.tokens", tokens)
+    gguf.add_i32_array("tokenizer.ggml.token_type", token_types)
+    gguf.add_string_array("tokenizer.ggml.merges", merges)
+    gguf.add_u32("tokenizer.ggml.bos_token_id", n_vocab - 2)
+    gguf.add_u32("tokenizer.ggml.eos_token_id", n_vocab - 1)
+    gguf.add_u32("tokenizer.ggml.padding_token_id", n_vocab - 1)
+    gguf.add_bool("tokenizer.ggml.add_bos_token", True)
+    gguf.add_bool("tokenizer.ggml.add_eos_token", False)
+    gguf.add_string("tokenizer.chat_template", CHAT_TEMPLATE)
+    gguf.add_u32("general.quantization_version", 2)
+    gguf.add_u32("general.file_type", 15)  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+
+    gguf.add_tensor("token_embd.weight", Q4_K, [n_embd, n_vocab])
+    for layer in range(n_layer):
+        more_bits = Q6_K if use_more_bits(layer, n_layer) else Q4_K
+        tensors = [
+            ("attn_norm.weight", F32, [n_embd]),
+            ("attn_q_a_norm.weight", F32, [q_lora_rank]),
+            ("attn_q_a.weight", Q4_K, [n_embd, q_lora_rank]),
+            ("attn_q_b.weight", Q4_K, [q_lora_rank, n_head * head_k_mla]),
+            ("attn_kv_a_mqa.weight", Q4_K, [n_embd, kv_lora_rank + n_rot]),
+            ("attn_kv_a_norm.weight", F32, [kv_lora_rank]),
+            ("attn_k_b.weight", Q5_0, [qk_nope, kv_lora_rank, n_head]),
+            ("attn_v_b.weight", Q4_K, [kv_lora_rank, head_v_mla, n_head]),
+            ("attn_output.weight", Q4_K, [n_head * head_v_mla, n_embd]),
+            ("ffn_norm.weight", F32, [n_embd]),
+        ]
+        if layer < n_dense_lead:
+            tensors += [
+                ("ffn_gate.weight", Q4_K, [n_embd, n_ff]),
+                ("ffn_up.weight", Q4_K, [n_embd, n_ff]),
+                ("ffn_down.weight", more_bits, [n_ff, n_embd]),
+            ]
+        else:
+            tensors += [
+                ("ffn_gate_inp.weight", F32, [n_embd, n_expert]),
+                ("exp_probs_b.bias", F32, [n_expert]),
+                ("ffn_gate_exps.weight", Q4_K, [n_embd, n_ff_exp, n_expert]),
+                ("ffn_up_exps.weight", Q4_K, [n_embd, n_ff_exp, n_expert]),
+                ("ffn_down_exps.weight", more_bits, [n_ff_exp, n_embd, n_expert]),
+                ("ffn_gate_shexp.weight", Q4_K, [n_embd, n_ff_exp * n_expert_shared]),
+                ("ffn_up_shexp.weight", Q4_K, [n_embd, n_ff_exp * n_expert_shared]),
+                ("ffn_down_shexp.weight", more_bits, [n_ff_exp * n_expert_shared, n_embd]),
+            ]
+        for name, ggml_type, shape in tensors:
+            gguf.add_tensor(f"blk.{layer}.{name}", ggml_type, shape)
+    gguf.add_tensor("output_norm.weight", F32, [n_embd])
+    gguf.add_tensor("output.weight", Q6_K, [n_embd, n_vocab])
+    gguf.write(path)
+
+
 def write_many_tensors_header(path: Path, n_tensors: int = 100_000) -> None:
     """Per-expert tensors in the old unmerged style, 100 experts a layer, each 16 x 4 F32."""
     gguf = SparseGGUF()
@@ -189,9 +304,13 @@ def write_many_tensors_header(path: Path, n_tensors: int = 100_000) -> None:
     gguf.write(path)
 
 
+QWEN3_FILE = f"qwen3-30b-a3b-shaped-v{GENERATOR_VERSION}.gguf"
+MANY_TENSORS_FILE = f"many-tensors-v{GENERATOR_VERSION}.gguf"
+DEEPSEEK_V3_FILE = f"deepseek-v3-shaped-v{GENERATOR_VERSION}.gguf"
 BENCHMARK_FILES = {
-    f"qwen3-30b-a3b-shaped-v{GENERATOR_VERSION}.gguf": write_qwen3_moe_header,
-    f"many-tensors-v{GENERATOR_VERSION}.gguf": write_many_tensors_header,
+    QWEN3_FILE: write_qwen3_moe_header,
+    MANY_TENSORS_FILE: write_many_tensors_header,
+    DEEPSEEK_V3_FILE: write_deepseek_v3_header,
 }
 
 
@@ -200,11 +319,13 @@ def default_directory() -> Path:
     return Path(cache) / "archreg" / "bench"
 
 
-def ensure_benchmark_files(directory: Path) -> list[Path]:
-    """The benchmark files in `directory`, written on first use."""
+def ensure_benchmark_files(directory: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """The benchmark files `names` (default: all of BENCHMARK_FILES) in `directory`, written on
+    first use."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, write in BENCHMARK_FILES.items():
+    for name in BENCHMARK_FILES if names is None else names:
+        write = BENCHMARK_FILES[name]
         path = directory / name
         if not path.exists():
             print(f"writing {path}", file=sys.stderr)
