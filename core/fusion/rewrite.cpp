@@ -86,9 +86,10 @@ class Planner {
       blocking.push_back(f);
     }
     if (!blocking.empty()) {
-      throw RewriteError(fmt::format("{} does not validate as {} ({} finding{}); fix it before {}:", input_.path(), spec_.arch, blocking.size(),
-                                     blocking.size() == 1 ? "" : "s", fuse_ ? "fusing" : "unfusing"),
-                         std::move(blocking));
+      // Formatted first: the count must be read before the findings are moved into the error.
+      const std::string message = fmt::format("{} does not validate as {} ({} finding{}); fix it before {}:", input_.path(), spec_.arch,
+                                              blocking.size(), blocking.size() == 1 ? "" : "s", fuse_ ? "fusing" : "unfusing");
+      throw RewriteError(message, std::move(blocking));
     }
   }
 
@@ -311,12 +312,22 @@ void execute_rewrite(const RewritePlan& plan, const gguf::Reader& input, const s
   for (const gguf::KeyValue& kv : input.metadata()) writer.add_raw(kv.key, input.raw_entry(kv));
   for (const OutputTensor& out : plan.tensors) writer.add_tensor(out.name, out.type, out.shape);
 
-  uint64_t done = 0;
-  auto move = [&](uint64_t offset, uint64_t n) {
+  auto check_cancelled = [&] {
     if (options.cancelled && options.cancelled()) throw RewriteError(fmt::format("{}: interrupted; nothing was written", output.string()));
-    writer.write_from(in.fd, offset, n);
-    done += n;
-    if (options.progress) options.progress(done, plan.data_bytes);
+  };
+  uint64_t done = 0;
+  // Moves bytes in pieces of at most 64 MiB, so an interruption is noticed promptly.
+  auto move = [&](uint64_t offset, uint64_t n) {
+    constexpr uint64_t kPiece = uint64_t{64} << 20;
+    while (n > 0) {
+      check_cancelled();
+      const uint64_t piece = std::min(n, kPiece);
+      writer.write_from(in.fd, offset, piece);
+      offset += piece;
+      n -= piece;
+      done += piece;
+      if (options.progress) options.progress(done, plan.data_bytes);
+    }
   };
   for (const OutputTensor& out : plan.tensors) {
     switch (out.kind) {
@@ -343,7 +354,12 @@ void execute_rewrite(const RewritePlan& plan, const gguf::Reader& input, const s
       }
     }
   }
-  writer.commit(options.verify);
+  // The final sync and the verification take time too: an interruption there also wins.
+  writer.commit([&](const std::filesystem::path& temporary) {
+    check_cancelled();
+    if (options.verify) options.verify(temporary);
+    check_cancelled();
+  });
 }
 
 }  // namespace archreg::fusion

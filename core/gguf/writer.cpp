@@ -86,7 +86,8 @@ std::optional<std::string> array_problem(const MetaValue& value, uint32_t depth 
 }  // namespace
 
 Writer::Writer(std::filesystem::path destination, WriterOptions options)
-    : destination_(std::move(destination)), options_(options) {
+    : destination_(std::move(destination)), options_(options), buffer_(std::make_unique_for_overwrite<std::byte[]>(kBufferSize)) {
+  if (std::filesystem::is_directory(destination_)) fail("", "is a directory");
   if (!options_.overwrite && std::filesystem::exists(destination_)) {
     fail("", "already exists (use --force to replace it)");
   }
@@ -99,7 +100,6 @@ Writer::Writer(std::filesystem::path destination, WriterOptions options)
     if (fd_ < 0) fail("", fmt::format("cannot create a temporary file in {}: {}", directory.string(), std::strerror(errno)));
     temporary_ = pattern;
   }
-  buffer_.reserve(kBufferSize);
 }
 
 Writer::~Writer() {
@@ -323,6 +323,7 @@ void Writer::write_from(int fd, uint64_t offset, uint64_t n) {
         if (copied <= 0) break;  // unsupported here, or a short source: finish through the buffer
         left -= static_cast<uint64_t>(copied);
         written_ += static_cast<uint64_t>(copied);
+        start_writeback();
       }
       read_through_buffer(fd, static_cast<uint64_t>(in_offset), left);
     } else {
@@ -336,32 +337,27 @@ void Writer::write_from(int fd, uint64_t offset, uint64_t n) {
 
 void Writer::read_through_buffer(int fd, uint64_t offset, uint64_t n) {
   while (n > 0) {
-    if (buffer_.size() == kBufferSize) flush();
-    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, kBufferSize - buffer_.size()));
-    const size_t at = buffer_.size();
-    buffer_.resize(at + chunk);
-    const ssize_t got = ::pread(fd, buffer_.data() + at, chunk, static_cast<off_t>(offset));
-    if (got < 0 && errno == EINTR) {
-      buffer_.resize(at);
-      continue;
-    }
+    if (buffered_ == kBufferSize) flush();
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, kBufferSize - buffered_));
+    const ssize_t got = ::pread(fd, buffer_.get() + buffered_, chunk, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
-      buffer_.resize(at);
       fail("", got == 0 ? fmt::format("the source ended early at byte {}", offset) : fmt::format("read failed at byte {}: {}", offset, std::strerror(errno)));
     }
-    buffer_.resize(at + static_cast<size_t>(got));
+    buffered_ += static_cast<size_t>(got);
     offset += static_cast<uint64_t>(got);
     n -= static_cast<uint64_t>(got);
   }
 }
 
 void Writer::put(std::span<const std::byte> bytes) {
-  if (buffer_.size() + bytes.size() > kBufferSize) flush();
+  if (buffered_ + bytes.size() > kBufferSize) flush();
   if (bytes.size() >= kBufferSize) {
     write_all(bytes);  // large chunks skip the buffer
     return;
   }
-  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  std::memcpy(buffer_.get() + buffered_, bytes.data(), bytes.size());
+  buffered_ += bytes.size();
 }
 
 void Writer::put_padding(uint64_t n) {
@@ -374,8 +370,8 @@ void Writer::put_padding(uint64_t n) {
 }
 
 void Writer::flush() {
-  write_all(buffer_);
-  buffer_.clear();
+  write_all({buffer_.get(), buffered_});
+  buffered_ = 0;
 }
 
 void Writer::write_all(std::span<const std::byte> bytes) {
@@ -391,6 +387,18 @@ void Writer::write_all(std::span<const std::byte> bytes) {
     left -= static_cast<size_t>(n);
     written_ += static_cast<uint64_t>(n);
   }
+  start_writeback();
+}
+
+// Starts the disk write-back of every full 32 MiB written so far, so the disk works while we
+// copy and the final fsync has little left to wait for (and dirty pages stay bounded).
+void Writer::start_writeback() {
+  constexpr uint64_t kWritebackChunk = uint64_t{32} << 20;
+  if (written_ - writeback_ < kWritebackChunk) return;
+  const uint64_t end = written_ / kWritebackChunk * kWritebackChunk;
+  // Advisory: a filesystem that does not support it simply syncs everything at commit.
+  ::sync_file_range(fd_, static_cast<off64_t>(writeback_), static_cast<off64_t>(end - writeback_), SYNC_FILE_RANGE_WRITE);
+  writeback_ = end;
 }
 
 }  // namespace archreg::gguf

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -80,6 +81,7 @@ class Writer {
   void put_padding(uint64_t n);
   void flush();
   void write_all(std::span<const std::byte> bytes);
+  void start_writeback();
   [[noreturn]] void fail(std::string subject, std::string message) const;
 
   std::filesystem::path destination_;
@@ -95,8 +97,10 @@ class Writer {
   uint64_t data_size_ = 0;
   size_t current_ = 0;
   uint64_t filled_ = 0;  // bytes of the current tensor written so far
-  std::vector<std::byte> buffer_;
-  uint64_t written_ = 0;  // bytes handed to the OS so far
+  std::unique_ptr<std::byte[]> buffer_;  // not a vector: resizing one zero-fills before each read
+  size_t buffered_ = 0;
+  uint64_t written_ = 0;      // bytes handed to the OS so far
+  uint64_t writeback_ = 0;    // bytes whose write-back to disk has been started
 };
 
 }  // namespace archreg::gguf
