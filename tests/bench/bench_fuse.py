@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 from gguf import GGMLQuantizationType as QT
-from gguf import GGUFValueType as VT
 from gguf import GGUFWriter
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+import make_fixtures as mf  # noqa: E402
 import reference_models as rm  # noqa: E402
 
 SIZES = {QT.F32: (1, 4), QT.Q8_0: (32, 34), QT.Q4_K: (256, 144), QT.Q6_K: (256, 210)}
@@ -65,13 +65,7 @@ def write_model(path: Path, n_layer: int) -> dict:
               n_expert=128, n_expert_used=8, n_ff_exp=768, n_vocab=4096)
     metadata, tensors = rm.qwen3moe(hp)
     writer = GGUFWriter(str(path), "qwen3moe")
-    for key, vtype, value in metadata:
-        if key == "general.architecture":
-            continue
-        if vtype == VT.ARRAY:
-            writer.add_key_value(key, list(value[1]), VT.ARRAY, sub_type=value[0])
-        else:
-            writer.add_key_value(key, value, vtype)
+    mf.add_metadata(writer, metadata)
     sizes = []
     expert_bytes = 0
     for name, shape in tensors:

@@ -148,7 +148,8 @@ def main() -> int:
     llama_cpp, llama_cpp_source = find_llama_cpp()
     print(f"llama.cpp: {llama_cpp_source}" if llama_cpp else f"llama.cpp: not available ({llama_cpp_source})")
     results = [measure(path, args.build_dir, args.repeat, llama_cpp)
-               for path in make_sparse_gguf.ensure_benchmark_files(args.data_dir)]
+               for path in make_sparse_gguf.ensure_benchmark_files(
+                   args.data_dir, [make_sparse_gguf.QWEN3_FILE, make_sparse_gguf.MANY_TENSORS_FILE])]
 
     print("milliseconds, min / median of the runs; ratios compare minimums with ours: open "
           "(and with ours: open + decode all strings, the work llama.cpp does when it opens a file)")

@@ -9,8 +9,8 @@ disk while every offset and size in it is the real one.
   many-tensors: 100,000 small tensors and little metadata, to measure per-tensor cost.
   deepseek-v3-shaped: what a DeepSeek-V3 Q4_K_M file holds (deepseek2 arch): 61 MLA layers in
       the split attn_k_b/attn_v_b form, 3 dense then 58 MoE layers of 256 routed experts and a
-      shared one, 1,025 tensors, the 129,280-token vocabulary with its 127,741 merges (about
-      7 MB of header; 377 GiB apparent size).
+      shared one, 1,086 tensors, the 129,280-token vocabulary with its 127,741 merges (about
+      6.4 MB of header; 377 GiB apparent size, the size of a real one).
 
 Usage: make_sparse_gguf.py [DIR]   (default ~/.cache/archreg/bench; existing files are kept)
 Every file validates clean with `archreg validate` except many-tensors (arch "synthetic").

@@ -45,7 +45,7 @@ from typing import Callable
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
-from gguf import GGUFReader, GGUFValueType as VT, GGUFWriter
+from gguf import GGUFReader, GGUFWriter
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES_SRC = REPO / "tests" / "fixtures"
@@ -53,6 +53,7 @@ TOY_SPECS = FIXTURES_SRC / "toy-specs"
 
 sys.path.insert(0, str(FIXTURES_SRC))
 import make_fixtures as mf  # noqa: E402
+from binaries import LLAMA_PROBE, archreg, require_llama_cpp, test_plugins  # noqa: E402
 import reference_models as rm  # noqa: E402
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -62,28 +63,8 @@ TIMEOUT = 120
 # --- binaries --------------------------------------------------------------------------------
 
 
-def _archreg() -> str:
-    for var in ("ARCHREG_CLI", "ARCHREG_BIN"):
-        if os.environ.get(var):
-            return os.environ[var]
-    fallback = REPO / "build" / "dev" / "core" / "archreg"
-    if fallback.exists():
-        return str(fallback)
-    pytest.fail("no archreg binary: set ARCHREG_CLI (ctest does) or build build/dev/core/archreg")
-
-
-def _test_plugins() -> Path:
-    """<build>/tests/plugins: $ARCHREG_TEST_PLUGINS, else derived from the binary (<build>/core/archreg)."""
-    if os.environ.get("ARCHREG_TEST_PLUGINS"):
-        return Path(os.environ["ARCHREG_TEST_PLUGINS"])
-    path = Path(_archreg()).resolve().parents[1] / "tests" / "plugins"
-    if not (path / "toy").is_dir():
-        pytest.fail(f"no test plugins at {path}: set ARCHREG_TEST_PLUGINS or build the archreg_test_plugins target")
-    return path
-
-
 def _run(*args, **kwargs) -> subprocess.CompletedProcess:
-    cmd = [_archreg(), *map(str, args)]
+    cmd = [archreg(), *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, **kwargs)
 
 
@@ -148,7 +129,7 @@ PLUGIN_FUSES["toymoe"] = {"ffn_gate_up_exps"}
 
 def _registry_args(arch: str) -> list[str]:
     if arch == "toymoe":
-        return ["--spec-dir", str(TOY_SPECS), "--plugin-dir", str(_test_plugins() / "toy")]
+        return ["--spec-dir", str(TOY_SPECS), "--plugin-dir", str(test_plugins() / "toy")]
     return []
 
 
@@ -157,24 +138,7 @@ def _occurring_groups(arch: str, model: mf.Model) -> list[rm.Group]:
 
 
 def _write_model(path: Path, model: mf.Model, alignment: int | None = None) -> Path:
-    """mf.write_gguf, with an optional general.alignment."""
-    writer = GGUFWriter(str(path), model.arch)
-    if alignment is not None:
-        writer.add_custom_alignment(alignment)
-    for key, vtype, value in model.metadata:
-        if key == "general.architecture":
-            continue
-        if vtype == VT.ARRAY:
-            sub_type, values = value
-            writer.add_key_value(key, list(values), VT.ARRAY, sub_type=sub_type)
-        else:
-            writer.add_key_value(key, value, vtype)
-    for name, t in model.tensors.items():
-        writer.add_tensor(name, t.data, raw_dtype=t.qtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    mf.write_gguf(path, model, alignment)
     return path
 
 
@@ -589,7 +553,7 @@ def test_refusal(fx: Path, tmp_path: Path, case: Refusal) -> None:
     work.mkdir()
     outdir.mkdir()
     src = _refusal_input(fx, work, case.input)
-    args = [a.format(toy_specs=TOY_SPECS, toy_plugins=_test_plugins() / "toy") for a in case.args]
+    args = [a.format(toy_specs=TOY_SPECS, toy_plugins=test_plugins() / "toy") for a in case.args]
     before = src.read_bytes() if src.exists() else None
     proc = _run(case.command, src, outdir / "out.gguf", *args)
     assert proc.returncode == case.status, _where(proc)
@@ -726,13 +690,7 @@ def write_sparse_model(path: Path, arch: str, metadata: list, tensors: list[tupl
                        pick: Callable[[str, tuple[int, ...]], QT]) -> int:
     """A real header written by gguf-py; the data section is a hole. Returns the file size."""
     writer = GGUFWriter(str(path), arch)
-    for key, vtype, value in metadata:
-        if key == "general.architecture":
-            continue
-        if vtype == VT.ARRAY:
-            writer.add_key_value(key, list(value[1]), VT.ARRAY, sub_type=value[0])
-        else:
-            writer.add_key_value(key, value, vtype)
+    mf.add_metadata(writer, metadata)
     data = 0
     for name, shape in tensors:
         qtype = pick(name, shape)
@@ -793,7 +751,7 @@ def _output_size(pid: int, outdir: Path) -> int | None:
 def _interrupt(command: str, src: Path, outdir: Path, sig: int, at_bytes: int) -> tuple[int, str, float, int]:
     """Starts archreg, sends `sig` once its output holds `at_bytes`; returns (exit status,
     stderr, seconds from the signal to the exit, bytes written when signalled)."""
-    proc = subprocess.Popen([_archreg(), command, str(src), str(outdir / "out.gguf")], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([archreg(), command, str(src), str(outdir / "out.gguf")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -860,24 +818,11 @@ def test_big_write_failure_leaves_nothing(big: dict[str, Path], outdir: Path) ->
 
 # --- llama.cpp loads what archreg fuses, with the same logits ----------------------------------
 
-LLAMA_PROBE = r"""
-import json, sys
-import numpy as np
-import llama_cpp
-model = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=32, n_batch=8, n_threads=1, verbose=False, logits_all=True)
-model.eval([1, 5, 6, 7])
-print(json.dumps(np.asarray(model.scores[:4], dtype=np.float32).tolist()))
-"""
 
 
 @pytest.fixture(scope="session")
 def llama_cpp_python() -> str:
-    proc = subprocess.run([sys.executable, "-c", "import llama_cpp; print(llama_cpp.__version__)"],
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    if proc.returncode != 0:
-        pytest.fail("llama-cpp-python is not importable in this Python; it is the reference consumer of fused "
-                    f"files and these tests need it: run scripts/bootstrap.sh --llama\n{proc.stderr[-1500:]}")
-    return proc.stdout.strip()
+    return require_llama_cpp()
 
 
 _logits_cache: dict[Path, np.ndarray] = {}
@@ -886,7 +831,7 @@ _logits_cache: dict[Path, np.ndarray] = {}
 def _logits(path: Path) -> np.ndarray:
     if path in _logits_cache:
         return _logits_cache[path]
-    proc = subprocess.run([sys.executable, "-c", LLAMA_PROBE, str(path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(LLAMA_PROBE), str(path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"llama.cpp did not load {path.name}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
     logits = np.asarray(json.loads(proc.stdout.strip().splitlines()[-1]), dtype=np.float32)
     assert logits.shape[0] == 4 and np.all(np.isfinite(logits)) and np.ptp(logits) > 0, logits

@@ -8,7 +8,6 @@ they make a new runnable architecture without any change to archreg itself.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,22 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 TOY_SPECS = REPO / "tests" / "fixtures" / "toy-specs"
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 import make_fixtures  # noqa: E402
-
-
-def archreg() -> Path:
-    cli = os.environ.get("ARCHREG_CLI")
-    if not cli:
-        pytest.fail("set ARCHREG_CLI to the archreg binary (ctest does)")
-    return Path(cli)
-
-
-def plugin_builds() -> Path:
-    # <build>/core/archreg -> <build>/tests/plugins
-    return archreg().parent.parent / "tests" / "plugins"
+from binaries import archreg, test_plugins  # noqa: E402
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(archreg()), *map(str, args)], capture_output=True, text=True, timeout=60)
+    return subprocess.run([archreg(), *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
 def listing(*args: str | Path) -> dict[str, dict]:
@@ -57,11 +45,11 @@ def test_builtin_architectures_are_runnable():
 def test_toy_arch_is_validate_only_with_a_spec_and_runnable_with_its_plugin():
     assert "toymoe" not in listing()
     assert listing("--spec-dir", TOY_SPECS)["toymoe"]["state"] == "validate-only"
-    row = listing("--spec-dir", TOY_SPECS, "--plugin-dir", plugin_builds() / "toy")["toymoe"]
+    row = listing("--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / "toy")["toymoe"]
     assert row["state"] == "runnable"
     assert row["fused"] == ["ffn_gate_up_exps"]
     assert Path(row["plugin"]).name == "archreg-toymoe.so"
-    text = run("list", "--spec-dir", TOY_SPECS, "--plugin-dir", plugin_builds() / "toy")
+    text = run("list", "--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / "toy")
     assert text.returncode == 0
     assert any(line.split()[:2] == ["toymoe", "runnable"] for line in text.stdout.splitlines())
 
@@ -77,7 +65,7 @@ def test_toy_arch_is_validate_only_with_a_spec_and_runnable_with_its_plugin():
     ],
 )
 def test_broken_plugins_are_listed_as_broken_naming_the_file(case: str, message: str):
-    result = run("list", "--json", "--spec-dir", TOY_SPECS, "--plugin-dir", plugin_builds() / case)
+    result = run("list", "--json", "--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / case)
     assert result.returncode == 1
     row = {r["arch"]: r for r in json.loads(result.stdout)}["toymoe"]
     assert row["state"] == "broken"
@@ -85,10 +73,10 @@ def test_broken_plugins_are_listed_as_broken_naming_the_file(case: str, message:
 
 
 def test_plugin_without_spec_and_duplicate_plugins_are_broken():
-    rows = listing("--plugin-dir", plugin_builds() / "ghost")
+    rows = listing("--plugin-dir", test_plugins() / "ghost")
     assert rows["ghostarch"]["state"] == "broken"
     assert "no spec describes it" in rows["ghostarch"]["problems"][0]
-    rows = listing("--spec-dir", TOY_SPECS, "--plugin-dir", plugin_builds() / "toy", "--plugin-dir", plugin_builds() / "duplicate")
+    rows = listing("--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / "toy", "--plugin-dir", test_plugins() / "duplicate")
     assert rows["toymoe"]["state"] == "broken"
     assert "claimed by 2 plugins" in rows["toymoe"]["problems"][0]
 
@@ -96,14 +84,14 @@ def test_plugin_without_spec_and_duplicate_plugins_are_broken():
 def test_validate_uses_the_plugin_and_fails_loudly_when_it_is_broken(tmp_path: Path):
     make_fixtures.write_valid(tmp_path)
     toy, fused = tmp_path / "toymoe.gguf", tmp_path / "toymoe.fused.gguf"
-    assert run("validate", toy, "--spec-dir", TOY_SPECS, "--plugin-dir", plugin_builds() / "toy").returncode == 0
+    assert run("validate", toy, "--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / "toy").returncode == 0
     # The toy plugin runs gate+up fused but not Q/K/V: the fused file is refused for it.
-    result = run("validate", fused, "--json", "--spec-dir", TOY_SPECS, "--plugin-dir", plugin_builds() / "toy")
+    result = run("validate", fused, "--json", "--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / "toy")
     assert result.returncode == 1
     assert [(f["code"], f["subject"]) for f in json.loads(result.stdout)["findings"]] == [("unsupported_fusion", "attn_qkv")]
     # Without a plugin the same file is a valid (validate-only) toymoe file.
     assert run("validate", fused, "--spec-dir", TOY_SPECS).returncode == 0
     # A plugin that cannot be opened is an environment error: exit 2, the file named, no verdict.
-    result = run("validate", toy, "--spec-dir", TOY_SPECS, "--plugin-dir", plugin_builds() / "wrong-abi")
+    result = run("validate", toy, "--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / "wrong-abi")
     assert result.returncode == 2
     assert "archreg-wrong-abi.so" in result.stderr

@@ -20,7 +20,6 @@ accepted too), else build/dev/core/archreg.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ ARCH_SPECS = REPO / "arch-specs"
 
 sys.path.insert(0, str(FIXTURES_SRC))
 import make_fixtures  # noqa: E402
+from binaries import LLAMA_PROBE, archreg, require_llama_cpp  # noqa: E402
 import reference_models as rm  # noqa: E402
 
 EXIT_OK, EXIT_INVALID = 0, 1
@@ -43,16 +43,6 @@ GROUP_STATES = {"fused", "unfused", "mixed", "both", "absent"}
 
 FAMILIES = list(rm.SMALL)
 MUTANTS = [m.name for m in make_fixtures.mutants()]
-
-
-def _archreg() -> str:
-    for var in ("ARCHREG_CLI", "ARCHREG_BIN"):
-        if os.environ.get(var):
-            return os.environ[var]
-    fallback = REPO / "build" / "dev" / "core" / "archreg"
-    if fallback.exists():
-        return str(fallback)
-    pytest.fail("no archreg binary: set ARCHREG_CLI (ctest does) or build build/dev/core/archreg")
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +58,7 @@ def fixtures(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
 
 
 def _validate(path: Path, spec_dir: Path | None = None) -> tuple[int, dict, str]:
-    cmd = [_archreg(), "validate", str(path), "--json"]
+    cmd = [archreg(), "validate", str(path), "--json"]
     if spec_dir is not None:
         cmd += ["--spec-dir", str(spec_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -154,7 +144,7 @@ def test_toy_arch_unknown_without_its_spec_dir(fixtures) -> None:
 def test_shipped_specs_pass_spec_check() -> None:
     specs = sorted(ARCH_SPECS.glob("*.yaml")) + sorted(TOY_SPECS.glob("*.yaml"))
     assert {p.stem for p in ARCH_SPECS.glob("*.yaml")} >= set(rm.FUSABLE) - {"toymoe"}
-    proc = subprocess.run([_archreg(), "spec", "check", *map(str, specs)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([archreg(), "spec", "check", *map(str, specs)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == EXIT_OK, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -211,14 +201,6 @@ def test_fixtures_read_back_and_fuse_by_concatenation(fixtures, family: str) -> 
 
 # --- llama.cpp as the reference loader (llama-cpp-python) -----------------------------------
 
-LLAMA_PROBE = r"""
-import json, sys
-import numpy as np
-import llama_cpp
-model = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=32, n_batch=8, n_threads=1, verbose=False, logits_all=True)
-model.eval([1, 5, 6, 7])
-print(json.dumps(np.asarray(model.scores[:4], dtype=np.float64).tolist()))
-"""
 
 _llama_results: dict[str, tuple[str, list | None, str]] = {}
 
@@ -228,7 +210,7 @@ def _llama_cpp(path: Path) -> tuple[str, list | None, str]:
     llama.cpp (GGML_ASSERT while loading or at the first decode) both count as rejecting."""
     key = str(path)
     if key not in _llama_results:
-        proc = subprocess.run([sys.executable, "-c", LLAMA_PROBE, key], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([sys.executable, str(LLAMA_PROBE), key], capture_output=True, text=True, timeout=300)
         if proc.returncode == 0:
             _llama_results[key] = ("loads", json.loads(proc.stdout.strip().splitlines()[-1]), "")
         else:
@@ -238,7 +220,7 @@ def _llama_cpp(path: Path) -> tuple[str, list | None, str]:
 
 @pytest.fixture(scope="session")
 def llama_cpp_module():
-    return pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/bootstrap.sh --llama)")
+    return require_llama_cpp()
 
 
 LLAMA_FILES = [f"{f}{s}.gguf" for f in FAMILIES if rm.SMALL[f][0] != "toymoe" for s in ("", ".fused")] + [f"{m}.gguf" for m in MUTANTS]
