@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: opening and indexing a GGUF header, ours against gguf-py and llama.cpp, in one run.
 
-For each file written by make_sparse_gguf.py (a Qwen3-30B-A3B-shaped header and one with 100,000
+For two of the files written by make_sparse_gguf.py (a Qwen3-30B-A3B-shaped header and one with 100,000
 tensors) it measures, page cache warm:
   ours          gguf::Reader::open in process (tests/bench/bench_open.cpp), and separately the
                 cost of decoding every vocabulary string, which open() only indexes

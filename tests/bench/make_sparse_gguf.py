@@ -144,7 +144,7 @@ def write_qwen3_moe_header(path: Path, n_layer: int = 48, n_expert: int = 128, n
     gguf.add_u32("qwen3moe.attention.head_count_kv", n_head_kv)
     gguf.add_f32("qwen3moe.rope.freq_base", 1000000.0)
     gguf.add_f32("qwen3moe.attention.layer_norm_rms_epsilon", 1e-6)
-    gguf.add_u32("qwen3moe.expert_used_count", 8)
+    gguf.add_u32("qwen3moe.expert_used_count", min(8, n_expert))  # scaled-down copies have fewer
     gguf.add_u32("qwen3moe.attention.key_length", head_dim)
     gguf.add_u32("qwen3moe.attention.value_length", head_dim)
     gguf.add_u32("qwen3moe.expert_count", n_expert)
@@ -219,7 +219,7 @@ def write_deepseek_v3_header(path: Path, n_layer: int = 61, n_expert: int = 256,
     gguf.add_u32("deepseek2.attention.head_count_kv", 1)
     gguf.add_f32("deepseek2.rope.freq_base", 10000.0)
     gguf.add_f32("deepseek2.attention.layer_norm_rms_epsilon", 1e-6)
-    gguf.add_u32("deepseek2.expert_used_count", 8)
+    gguf.add_u32("deepseek2.expert_used_count", min(8, n_expert))
     gguf.add_u32("deepseek2.leading_dense_block_count", n_dense_lead)
     gguf.add_u32("deepseek2.vocab_size", n_vocab)
     gguf.add_u32("deepseek2.attention.q_lora_rank", q_lora_rank)

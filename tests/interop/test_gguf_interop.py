@@ -548,11 +548,29 @@ def test_inspect_json_agrees_with_gguf_py_on_example_model(example_model: Path) 
 
 
 # The benchmark's generator, scaled down: its files must be valid for gguf-py and for us.
+BENCHMARK_MODELS = {
+    "qwen3moe": lambda path: make_sparse_gguf.write_qwen3_moe_header(path, n_layer=2, n_expert=4, n_vocab=1000,
+                                                                     n_merges=900),
+    # 3 dense layers, then 2 MoE ones
+    "deepseek2": lambda path: make_sparse_gguf.write_deepseek_v3_header(path, n_layer=5, n_expert=8, n_vocab=1000,
+                                                                        n_merges=900),
+}
+
+
 @pytest.mark.parametrize("make", [
-    lambda path: make_sparse_gguf.write_qwen3_moe_header(path, n_layer=2, n_expert=4, n_vocab=1000, n_merges=900),
+    *BENCHMARK_MODELS.values(),
     lambda path: make_sparse_gguf.write_many_tensors_header(path, n_tensors=1000),
-], ids=["qwen3moe", "many-tensors"])
+], ids=[*BENCHMARK_MODELS, "many-tensors"])
 def test_benchmark_files_are_valid(make: Any, tmp_path: Path) -> None:
     path = tmp_path / "bench.gguf"
     make(path)
     assert canonical(our_view(path)) == canonical(gguf_py_view(path))
+
+
+# ... and complete instances of their architectures: the validate benchmark times a clean pass.
+@pytest.mark.parametrize("arch", BENCHMARK_MODELS)
+def test_benchmark_models_validate_clean(arch: str, tmp_path: Path) -> None:
+    path = tmp_path / "bench.gguf"
+    BENCHMARK_MODELS[arch](path)
+    report = json.loads(run([binary("ARCHREG_CLI"), "validate", "--json", str(path)]).stdout)
+    assert (report["arch"], report["valid"], report["findings"]) == (arch, True, [])
