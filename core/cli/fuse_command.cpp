@@ -94,6 +94,7 @@ struct Options {
   std::vector<std::string> groups;
   std::optional<std::string> consumer;
   bool force = false;
+  bool no_sync = false;
   RegistryOptions registry;
 };
 
@@ -138,6 +139,7 @@ int run(const Options& options, fusion::Direction direction) {
       Progress progress(direction == fusion::Direction::kFuse ? "fusing" : "unfusing");
       fusion::ExecuteOptions execute;
       execute.overwrite = options.force;
+      execute.sync = !options.no_sync;
       execute.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
       execute.cancelled = [] { return g_interrupted.load(); };
       execute.verify = [&](const std::filesystem::path& temporary) { verify_output(temporary, options.output, *runnable.spec, *runnable.plugin, plan); };
@@ -177,6 +179,8 @@ void add_rewrite_command(CLI::App& app, int& exit_code, fusion::Direction direct
     command->add_option("--for", options->consumer, "Only produce fused forms this loader accepts (the spec's consumers, e.g. llama.cpp)");
   }
   command->add_flag("--force", options->force, "Replace OUT if it exists");
+  command->add_flag("--no-sync", options->no_sync,
+                    "Do not wait for OUT to reach the disk before naming it (faster; like cp, a power loss may lose it)");
   add_registry_options(*command, options->registry);
   command->callback([options, &exit_code, direction] { exit_code = run(*options, direction); });
 }

@@ -308,7 +308,7 @@ void execute_rewrite(const RewritePlan& plan, const gguf::Reader& input, const s
   }
   ::posix_fadvise(in.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
-  gguf::Writer writer(output, gguf::WriterOptions{.overwrite = options.overwrite});
+  gguf::Writer writer(output, gguf::WriterOptions{.overwrite = options.overwrite, .sync = options.sync});
   for (const gguf::KeyValue& kv : input.metadata()) writer.add_raw(kv.key, input.raw_entry(kv));
   for (const OutputTensor& out : plan.tensors) writer.add_tensor(out.name, out.type, out.shape);
 

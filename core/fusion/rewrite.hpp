@@ -72,6 +72,7 @@ RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, cons
 
 struct ExecuteOptions {
   bool overwrite = false;
+  bool sync = true;  // fsync the output before naming it (gguf::WriterOptions::sync)
   // Called as bytes are moved (done, total); may be empty.
   std::function<void(uint64_t, uint64_t)> progress;
   // Polled between pieces of work; returning true abandons the write (nothing is left).

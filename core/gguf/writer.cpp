@@ -249,7 +249,7 @@ void Writer::commit(const std::function<void(const std::filesystem::path&)>& ver
                      tensors_.size() - current_));
   }
   flush();
-  if (::fsync(fd_) != 0) fail("", fmt::format("cannot sync the output: {}", std::strerror(errno)));
+  if (options_.sync && ::fsync(fd_) != 0) fail("", fmt::format("cannot sync the output: {}", std::strerror(errno)));
   if (verify) verify(temporary_path());
   if (temporary_.empty()) {
     publish_unnamed();
@@ -394,7 +394,7 @@ void Writer::write_all(std::span<const std::byte> bytes) {
 // copy and the final fsync has little left to wait for (and dirty pages stay bounded).
 void Writer::start_writeback() {
   constexpr uint64_t kWritebackChunk = uint64_t{32} << 20;
-  if (written_ - writeback_ < kWritebackChunk) return;
+  if (!options_.sync || written_ - writeback_ < kWritebackChunk) return;
   const uint64_t end = written_ / kWritebackChunk * kWritebackChunk;
   // Advisory: a filesystem that does not support it simply syncs everything at commit.
   ::sync_file_range(fd_, static_cast<off64_t>(writeback_), static_cast<off64_t>(end - writeback_), SYNC_FILE_RANGE_WRITE);

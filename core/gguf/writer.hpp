@@ -25,6 +25,10 @@ namespace archreg::gguf {
 
 struct WriterOptions {
   bool overwrite = false;  // replace an existing destination
+  // Make the output durable (fsync, with write-back started as it is written) before it gets
+  // its name. Off, the output is still complete and verified when named, but a power loss
+  // soon after may lose it, as with cp.
+  bool sync = true;
 };
 
 class Writer {

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archreg", default=default_archreg(), help="archreg binary (default: $ARCHREG_CLI, else build/release)")
     parser.add_argument("--layers", type=int, default=6, help="qwen3moe layers of 128 experts (~390 MiB each)")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--dir", type=Path, default=None, help="where the model files go (default: a temporary directory)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
               f"in {time.perf_counter() - start:.1f} s", flush=True)
         # Interleaved rounds (cp, cp + fsync, fuse, unfuse; again): drift on a shared machine
         # hits every command alike.
-        labels = {"cp": "cp", "cp_fsync": "cp + fsync", "fuse": "fuse", "unfuse": "unfuse"}
+        labels = {"cp": "cp", "cp_fsync": "cp + fsync", "fuse": "fuse", "unfuse": "unfuse",
+                  "fuse_nosync": "fuse --no-sync", "unfuse_nosync": "unfuse --no-sync"}
         runs: dict[str, list[dict]] = {name: [] for name in labels}
         for round_ in range(args.repeat):
             steps = [
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("cp_fsync", [["cp", str(src), str(copy)], ["sync", str(copy)]], copy),
                 ("fuse", [[archreg, "fuse", str(src), str(fused)]], None),
                 ("unfuse", [[archreg, "unfuse", str(fused), str(unfused)]], unfused),
+                ("unfuse_nosync", [[archreg, "unfuse", "--no-sync", str(fused), str(unfused)]], unfused),
+                ("fuse_nosync", [[archreg, "fuse", "--no-sync", str(src), str(copy)]], copy),
             ]
             fused.unlink(missing_ok=True)
             for name, cmds, output in steps:
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     output.unlink(missing_ok=True)
                 run = run_once(cmds)
                 runs[name].append(run)
-                print(f"  round {round_ + 1}  {labels[name]:<11} {run['seconds']:7.2f} s  peak RSS {run['peak_rss_kib'] / 1024:6.1f} MiB",
+                print(f"  round {round_ + 1}  {labels[name]:<16} {run['seconds']:7.2f} s  peak RSS {run['peak_rss_kib'] / 1024:6.1f} MiB",
                       flush=True)
                 if name == "unfuse" and unfused.stat().st_size != src.stat().st_size:
                     # x's parts are not adjacent, so unfuse(fuse(x)) differs from x in order only
@@ -191,16 +194,19 @@ def main(argv: list[str] | None = None) -> int:
     cp, cp_fsync = results["cp"]["best_seconds"], results["cp_fsync"]["best_seconds"]
     gib = model["file_bytes"] / 2**30
     print()
-    print(f"{'what':<12} {'best (s)':>9} {'GiB/s':>7} {'/ cp':>6} {'/ cp+fsync':>11} {'peak RSS (MiB)':>15}")
-    for name, label in (("cp", "cp"), ("cp_fsync", "cp + fsync"), ("fuse", "fuse"), ("unfuse", "unfuse")):
+    print(f"{'what':<17} {'best (s)':>9} {'GiB/s':>7} {'/ cp':>6} {'/ cp+fsync':>11} {'peak RSS (MiB)':>15}")
+    for name, label in labels.items():
         r = results[name]
         r["ratio_to_cp"] = r["best_seconds"] / cp
         r["ratio_to_cp_fsync"] = r["best_seconds"] / cp_fsync
-        print(f"{label:<12} {r['best_seconds']:9.2f} {gib / r['best_seconds']:7.2f} {r['ratio_to_cp']:6.2f} "
+        print(f"{label:<17} {r['best_seconds']:9.2f} {gib / r['best_seconds']:7.2f} {r['ratio_to_cp']:6.2f} "
               f"{r['ratio_to_cp_fsync']:11.2f} {r['peak_rss_kib'] / 1024:15.1f}")
-    ok = all(results[n]["ratio_to_cp"] <= TARGET_RATIO and results[n]["peak_rss_kib"] <= TARGET_RSS_MIB * 1024
-             for n in ("fuse", "unfuse"))
-    print(f"\ntargets (time <= {TARGET_RATIO}x cp, peak RSS <= {TARGET_RSS_MIB} MiB): {'met' if ok else 'NOT met'}")
+    # Like for like: the durable commands against cp + fsync, the --no-sync ones against cp.
+    like_for_like = {"fuse": "ratio_to_cp_fsync", "unfuse": "ratio_to_cp_fsync",
+                     "fuse_nosync": "ratio_to_cp", "unfuse_nosync": "ratio_to_cp"}
+    ok = all(results[n][ratio] <= TARGET_RATIO and results[n]["peak_rss_kib"] <= TARGET_RSS_MIB * 1024
+             for n, ratio in like_for_like.items())
+    print(f"\ntargets (time <= {TARGET_RATIO}x the like-for-like copy, peak RSS <= {TARGET_RSS_MIB} MiB): {'met' if ok else 'NOT met'}")
 
     if args.json:
         document = {
