@@ -88,8 +88,8 @@ class SpecParser {
       problem(pos(root), "a spec is a YAML map (schema_version, arch, hparams, ...)");
       throw SpecError(problems_);
     }
-    check_keys(root, {"schema_version", "arch", "description", "hparams", "layers", "tensors", "layer", "alternatives",
-                      "fusable", "checks"});
+    check_keys(root, {"schema_version", "arch", "description", "hparams", "layers", "optional_layers", "tensors", "layer",
+                      "alternatives", "fusable", "checks"});
     parse_header(root);
     parse_hparams(root["hparams"]);
     if (root["layers"]) {
@@ -97,6 +97,7 @@ class SpecParser {
     } else {
       problem(pos(root), "missing 'layers' (the expression giving the number of blk.N layers)");
     }
+    if (root["optional_layers"]) spec_.optional_layers = expression(root["optional_layers"], true, "optional_layers");
     parse_tensors(root["tensors"], false);
     parse_tensors(root["layer"], true);
     parse_alternatives(root["alternatives"]);

@@ -94,6 +94,9 @@ class Spec {
   std::string file;
   std::vector<Hparam> hparams;
   std::optional<Expr> layers;
+  // Layers that may be absent as a whole (no blk.N. tensor at all), e.g. NextN layers stripped
+  // from a file; present, they are checked like any layer. Uses `layer`.
+  std::optional<Expr> optional_layers;
   std::vector<TensorDecl> tensors;  // global and per-layer, in file order
   std::vector<Alternative> alternatives;
   std::vector<FusableGroup> fusable;

@@ -60,7 +60,12 @@ class Validator {
 
     check_context(std::nullopt);
     if (const auto layers = hparams_->layers()) {
-      for (int64_t layer = 0; layer < *layers; ++layer) check_context(layer);
+      const std::vector<bool> present = layers_present(*layers);
+      for (int64_t layer = 0; layer < *layers; ++layer) {
+        const bool may_be_absent = spec_.optional_layers && condition(spec_.optional_layers, layer).value_or(false);
+        if (may_be_absent && !present[static_cast<size_t>(layer)]) continue;  // the whole layer is left out
+        check_context(layer);
+      }
     } else {
       // Without a layer count no per-layer tensor can be judged; the key behind it is reported.
       for (size_t i = 0; i < matched_.size(); ++i) {
@@ -87,6 +92,16 @@ class Validator {
     const gguf::TensorInfo* t = reader_.find_tensor(name);
     if (t != nullptr) matched_[static_cast<size_t>(t - reader_.tensors().data())] = true;
     return t;
+  }
+
+  // Which layers have at least one tensor in the file.
+  std::vector<bool> layers_present(int64_t layers) const {
+    std::vector<bool> present(static_cast<size_t>(layers), false);
+    for (const gguf::TensorInfo& t : reader_.tensors()) {
+      const auto layer = layer_of(t.name);
+      if (layer && *layer >= 0 && *layer < layers) present[static_cast<size_t>(*layer)] = true;
+    }
+    return present;
   }
 
   // Evaluates a presence condition; nullopt when it cannot be evaluated (reported elsewhere).

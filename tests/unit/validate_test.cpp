@@ -173,6 +173,24 @@ TEST_F(ValidateTest, HyperparameterProblemsAreReportedOnceNotPerTensor) {
   EXPECT_EQ(wrong.findings[0].found, "INT32");
 }
 
+TEST_F(ValidateTest, OptionalLayersMayBeLeftOutWholeButNotInPart) {
+  std::string text = kSpec;
+  text.replace(text.find("layers: n_layer\n"), 16, "layers: n_layer\noptional_layers: layer >= 1\n");
+  spec_ = spec::parse_spec(text, "unit.yaml");
+  Tensors trunk_only;
+  for (auto& t : base_tensors()) {
+    if (t.first.rfind("blk.1.", 0) != 0) trunk_only.push_back(t);
+  }
+  EXPECT_THAT(codes(run(trunk_only)), ElementsAre());
+  EXPECT_THAT(codes(run(without(base_tensors(), "blk.1.exps_up.weight"))), ElementsAre("missing_tensor blk.1.exps_up.weight"));
+  // Layer 0 is not optional: leaving it out is reported tensor by tensor.
+  Tensors no_first;
+  for (auto& t : base_tensors()) {
+    if (t.first.rfind("blk.0.", 0) != 0) no_first.push_back(t);
+  }
+  EXPECT_EQ(codes(run(no_first)).size(), 4u);  // attn_q, attn_k, the kv alternative, ffn
+}
+
 TEST_F(ValidateTest, LayerCountIsBoundedAndExtraLayersAreNamed) {
   Tensors tensors = base_tensors();
   tensors.push_back({"blk.7.attn_q.weight", {32, 32}});
