@@ -67,9 +67,8 @@ class Registry {
     std::vector<std::filesystem::path> specs;
     std::vector<std::filesystem::path> plugins;
   };
-  // Directories searched when none are given: see SpecCatalog::default_dirs and
-  // default_plugin_dirs ($ARCHREG_PLUGIN_PATH, ../lib/archreg/plugins beside the binary, the
-  // build tree's plugins/).
+  // Directories searched when none are given: $ARCHREG_PLUGIN_PATH, then
+  // ../lib/archreg/plugins beside the binary or, failing that, the build tree's plugins/.
   static std::vector<std::filesystem::path> default_plugin_dirs();
 
   explicit Registry(Dirs dirs);

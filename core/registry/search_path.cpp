@@ -20,8 +20,12 @@ std::vector<std::filesystem::path> search_path(const char* env_var, const std::f
   }
   std::error_code error;
   const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (!error) dirs.push_back(self.parent_path() / installed);
-  if (build_tree) dirs.push_back(std::move(*build_tree));
+  const std::filesystem::path beside = error ? std::filesystem::path() : self.parent_path() / installed;
+  if (!beside.empty() && std::filesystem::is_directory(beside, error)) {
+    dirs.push_back(beside);
+  } else if (build_tree) {
+    dirs.push_back(std::move(*build_tree));
+  }
   // The same directory reached twice (a build tree inside the source tree) is searched once.
   std::vector<std::filesystem::path> unique;
   for (const std::filesystem::path& dir : dirs) {

@@ -25,8 +25,8 @@ class SpecCatalog {
   explicit SpecCatalog(std::vector<std::filesystem::path> dirs);
 
   // Directories searched by default: $ARCHREG_SPEC_PATH (colon-separated), then the
-  // arch-specs/ installed beside the binary (../share/archreg/arch-specs), then the source
-  // tree's arch-specs/ the binary was built from.
+  // arch-specs/ installed beside the binary (../share/archreg/arch-specs) or, failing that,
+  // the source tree's arch-specs/ the binary was built from.
   static std::vector<std::filesystem::path> default_dirs();
 
   const std::vector<std::filesystem::path>& dirs() const { return dirs_; }
