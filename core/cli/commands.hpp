@@ -30,4 +30,7 @@ struct RegistryOptions {
 void add_registry_options(CLI::App& command, RegistryOptions& options);
 registry::Registry make_registry(const RegistryOptions& options);
 
+// "1.25 GiB", "512 B": sizes and rates for people.
+std::string human_bytes(double bytes);
+
 }  // namespace archreg::cli

@@ -44,16 +44,6 @@ class InterruptGuard {
   struct sigaction previous_[3] {};
 };
 
-std::string human(double bytes) {
-  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  size_t unit = 0;
-  while (bytes >= 1024 && unit + 1 < std::size(kUnits)) {
-    bytes /= 1024;
-    ++unit;
-  }
-  return fmt::format("{:.1f} {}", bytes, kUnits[unit]);
-}
-
 // A one-line progress bar on a terminal: bytes, rate, ETA. Silent when stderr is not a terminal.
 class Progress {
  public:
@@ -74,8 +64,8 @@ class Progress {
     const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
     const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
     const int percent = total == 0 ? 100 : static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total));
-    fmt::print(stderr, "\r\033[K{} {:>3}%  {} / {}  {}/s  ETA {:.0f} s", verb_, percent, human(static_cast<double>(done)),
-               human(static_cast<double>(total)), human(rate), eta);
+    fmt::print(stderr, "\r\033[K{} {:>3}%  {} / {}  {}/s  ETA {:.0f} s", verb_, percent, human_bytes(static_cast<double>(done)),
+               human_bytes(static_cast<double>(total)), human_bytes(rate), eta);
     std::fflush(stderr);
   }
 
@@ -147,7 +137,7 @@ int run(const Options& options, fusion::Direction direction) {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     fmt::print("{}d {}: {} -> {} ({}, {:.2f} s)\n", verb, fmt::join(plan.groups, ", "), options.input, options.output,
-               human(static_cast<double>(plan.data_bytes)), seconds);
+               human_bytes(static_cast<double>(plan.data_bytes)), seconds);
     for (const std::string& note : plan.notes) fmt::print("note: {}\n", note);
     return kExitOk;
   } catch (const fusion::RewriteError& error) {

@@ -20,17 +20,6 @@ using json = nlohmann::ordered_json;
 constexpr uint64_t kArrayPreviewJson = 16;
 constexpr uint64_t kArrayPreviewText = 8;
 
-std::string human_bytes(uint64_t bytes) {
-  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  auto value = static_cast<double>(bytes);
-  size_t unit = 0;
-  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
-    value /= 1024;
-    ++unit;
-  }
-  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", value, kUnits[unit]);
-}
-
 json scalar_json(const Value& value) {
   switch (value.type()) {
     case ValueType::kFloat32:
@@ -150,8 +139,8 @@ void print_text(const gguf::Reader& reader, bool full) {
   };
   line(fmt::format("{}: GGUF v{}, {} metadata entries, {} tensors, alignment {}", reader.path(), reader.version(),
                    reader.metadata().size(), reader.tensors().size(), reader.alignment()));
-  line(fmt::format("  file {} ({}), header {}, data {}", human_bytes(reader.file_size()), reader.file_size(),
-                   human_bytes(reader.data_section_offset()), human_bytes(reader.data_section_size())));
+  line(fmt::format("  file {} ({}), header {}, data {}", human_bytes(static_cast<double>(reader.file_size())), reader.file_size(),
+                   human_bytes(static_cast<double>(reader.data_section_offset())), human_bytes(static_cast<double>(reader.data_section_size()))));
   line("");
   line("metadata:");
   size_t key_width = 0;
@@ -175,11 +164,11 @@ void print_text(const gguf::Reader& reader, bool full) {
   uint64_t all_count = 0;
   uint64_t all_bytes = 0;
   for (const auto& [type, total] : totals_by_type(reader)) {
-    line(fmt::format("  {:<8} {:>8} tensors {:>14}", type, total.count, human_bytes(total.bytes)));
+    line(fmt::format("  {:<8} {:>8} tensors {:>14}", type, total.count, human_bytes(static_cast<double>(total.bytes))));
     all_count += total.count;
     all_bytes += total.bytes;
   }
-  line(fmt::format("  {:<8} {:>8} tensors {:>14}", "all", all_count, human_bytes(all_bytes)));
+  line(fmt::format("  {:<8} {:>8} tensors {:>14}", "all", all_count, human_bytes(static_cast<double>(all_bytes))));
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
