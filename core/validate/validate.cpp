@@ -62,6 +62,10 @@ class Validator {
     if (const auto layers = hparams_->layers()) {
       const std::vector<bool> present = layers_present(*layers);
       for (int64_t layer = 0; layer < *layers; ++layer) {
+        if (report_.findings.size() >= kMaxFindings) {
+          stopped_ = fmt::format("validation stopped at layer {} of {}", layer, *layers);
+          break;
+        }
         const bool may_be_absent = spec_.optional_layers && condition(spec_.optional_layers, layer).value_or(false);
         if (may_be_absent && !present[static_cast<size_t>(layer)]) continue;  // the whole layer is left out
         check_context(layer);
@@ -72,11 +76,22 @@ class Validator {
         if (layer_of(reader_.tensors()[i].name)) matched_[i] = true;
       }
     }
-    report_unexpected();
+    if (stopped_.empty()) report_unexpected();
     report_partial_fusion();
     if (plugin_ != nullptr) {
       report_unsupported_fusion();
       plugin_->check(spec_.arch, reader_, spec_, bound, report_.findings);
+    }
+    if (report_.findings.size() > kMaxFindings) {
+      dropped_ += report_.findings.size() - kMaxFindings;
+      report_.findings.resize(kMaxFindings);
+    }
+    if (dropped_ > 0 || !stopped_.empty()) {
+      report_.findings.push_back({"too_many_findings", spec_.arch,
+                                  fmt::format("{} findings listed{}{}; the file is far from its spec (a wrong layer count?)", kMaxFindings,
+                                              dropped_ > 0 ? fmt::format(", {} more not listed", dropped_) : "",
+                                              stopped_.empty() ? "" : ", " + stopped_),
+                                  std::nullopt, std::nullopt});
     }
     report_.hparams = hparams_->global_values();
     return std::move(report_);
@@ -85,6 +100,10 @@ class Validator {
  private:
   void add(std::string code, std::string subject, std::string message, std::optional<std::string> expected = std::nullopt,
            std::optional<std::string> found = std::nullopt) {
+    if (report_.findings.size() >= kMaxFindings) {
+      ++dropped_;
+      return;
+    }
     report_.findings.push_back(Finding{std::move(code), std::move(subject), std::move(message), std::move(expected), std::move(found)});
   }
 
@@ -347,6 +366,8 @@ class Validator {
   const spec::Spec& spec_;
   const registry::Plugin* plugin_;
   std::vector<bool> matched_;
+  size_t dropped_ = 0;   // findings past kMaxFindings
+  std::string stopped_;  // why the layers were not all checked
   const Hparams* hparams_ = nullptr;
   Report report_;
 };

@@ -38,6 +38,11 @@ struct Report {
   bool valid() const { return findings.empty(); }
 };
 
+// A report lists at most this many findings; past it validation stops with a final
+// `too_many_findings` finding (a file that far from its spec — typically a wrong layer count —
+// would otherwise produce one finding per expected tensor, millions for a hostile header).
+inline constexpr size_t kMaxFindings = 1000;
+
 // Validates `reader` against `spec` (whose arch must equal general.architecture). With the
 // arch's plugin, also reports fused groups the plugin cannot run (`unsupported_fusion`) and
 // the plugin's own checks.

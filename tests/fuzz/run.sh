@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes the GGUF reader for SECONDS, starting from the committed seed corpus.
+# Fuzzes TARGET for SECONDS, starting from its committed seed corpus:
+#   gguf_reader_fuzz (default)  the GGUF reader; seeds in tests/fuzz/corpus
+#   validate_fuzz               validation against every spec; seeds in tests/fuzz/validate-corpus
 #
-# Usage: tests/fuzz/run.sh BUILD_DIR SECONDS     (BUILD_DIR from the fuzz preset: build/fuzz)
+# Usage: tests/fuzz/run.sh BUILD_DIR SECONDS [TARGET]   (BUILD_DIR from the fuzz preset: build/fuzz)
 #
 # The seeds are copied to a scratch directory under BUILD_DIR, so inputs the fuzzer finds
 # never touch the committed corpus. Exits non-zero on any crash, sanitizer report, leak,
@@ -9,23 +11,29 @@
 # failure the log's tail and the saved input come first.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 BUILD_DIR SECONDS" >&2
+if [[ $# -lt 2 || $# -gt 3 ]]; then
+  echo "usage: $0 BUILD_DIR SECONDS [gguf_reader_fuzz|validate_fuzz]" >&2
   exit 2
 fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build_dir=$(cd "$1" && pwd)
 seconds=$2
-fuzzer=$build_dir/tests/fuzz/gguf_reader_fuzz
+target=${3:-gguf_reader_fuzz}
+case "$target" in
+  gguf_reader_fuzz) seeds_dir=$here/corpus ;;
+  validate_fuzz) seeds_dir=$here/validate-corpus ;;
+  *) echo "$0: unknown target '$target'" >&2; exit 2 ;;
+esac
+fuzzer=$build_dir/tests/fuzz/$target
 if [[ ! -x $fuzzer ]]; then
   echo "$0: no fuzzer at $fuzzer; build it with: cmake --preset fuzz && cmake --build --preset fuzz" >&2
   exit 2
 fi
 
-work=$build_dir/fuzz-run/gguf_reader
+work=$build_dir/fuzz-run/$target
 rm -rf "$work"
 mkdir -p "$work/corpus" "$work/findings"
-cp "$here"/corpus/*.gguf "$work/corpus/"
+cp "$seeds_dir"/*.gguf "$work/corpus/"
 seeds=$(find "$work/corpus" -type f | wc -l)
 log=$work/fuzz.log
 
@@ -51,7 +59,7 @@ corpus=$(find "$work/corpus" -type f | wc -l)
 if [[ $status -ne 0 ]]; then
   tail -n 60 "$log" >&2
   finding=$(find "$work/findings" -type f -print -quit)
-  echo "gguf_reader_fuzz: FAILED (exit $status) after ${runs:-?} runs; input: ${finding:-none saved}; log: $log"
+  echo "$target: FAILED (exit $status) after ${runs:-?} runs; input: ${finding:-none saved}; log: $log"
   exit "$status"
 fi
-echo "gguf_reader_fuzz: ok: ${runs:-?} runs in ${seconds} s (${per_second:-?}/s), coverage ${coverage:-?} edges, corpus ${seeds} -> ${corpus} inputs, no crashes"
+echo "$target: ok: ${runs:-?} runs in ${seconds} s (${per_second:-?}/s), coverage ${coverage:-?} edges, corpus ${seeds} -> ${corpus} inputs, no crashes"

@@ -191,6 +191,20 @@ TEST_F(ValidateTest, OptionalLayersMayBeLeftOutWholeButNotInPart) {
   EXPECT_EQ(codes(run(no_first)).size(), 4u);  // attn_q, attn_k, the kv alternative, ffn
 }
 
+TEST_F(ValidateTest, AHugeLayerCountStopsAtTheFindingLimit) {
+  spec_ = spec::parse_spec(std::string(kSpec).replace(std::string(kSpec).find("max: 8"), 6, "max: 65536"), "unit.yaml");
+  const Report report = run(base_tensors(), [](gguf::Writer& w) {
+    w.add("general.architecture", "unit");
+    w.add("unit.embedding_length", uint32_t{32});
+    w.add("unit.block_count", uint32_t{60000});
+    w.add("unit.attention.head_count", uint32_t{1});
+    w.add("unit.eps", 1e-5f);
+  });
+  ASSERT_EQ(report.findings.size(), kMaxFindings + 1);
+  EXPECT_EQ(report.findings.back().code, "too_many_findings");
+  EXPECT_THAT(report.findings.back().message, ::testing::HasSubstr("validation stopped at layer"));
+}
+
 TEST_F(ValidateTest, LayerCountIsBoundedAndExtraLayersAreNamed) {
   Tensors tensors = base_tensors();
   tensors.push_back({"blk.7.attn_q.weight", {32, 32}});
