@@ -227,7 +227,7 @@ class SpecParser {
       return;
     }
     const std::string where = fmt::format("hyperparameter '{}'", h.name);
-    check_keys(node, {"key", "type", "count", "per_layer", "default", "optional", "value", "min", "max"}, where);
+    check_keys(node, {"key", "type", "count", "per_layer", "default", "required_when", "optional", "value", "min", "max"}, where);
     if (const YAML::Node key = node["key"]) {
       if (auto text = scalar(key, "key")) {
         std::string resolved = *text;
@@ -251,6 +251,7 @@ class SpecParser {
     if (const YAML::Node optional = node["optional"]) h.optional = boolean(optional, "optional").value_or(false);
     if (const YAML::Node value = node["value"]) h.value = expression(value, false, "value");
     if (const YAML::Node fallback = node["default"]) h.default_value = expression(fallback, false, "default");
+    if (const YAML::Node required = node["required_when"]) h.required_when = expression(required, false, "required_when");
     if (const YAML::Node min = node["min"]) h.min = expression(min, false, "min");
     if (const YAML::Node max = node["max"]) h.max = expression(max, false, "max");
 
@@ -268,6 +269,9 @@ class SpecParser {
       problem(at, fmt::format("{} is {}: default, min, max and per_layer need an integer type", where, gguf::value_type_name(h.type)));
     }
     if (h.optional && node["default"]) problem(at, fmt::format("{}: 'optional' and 'default' exclude each other", where));
+    if (node["required_when"] && !node["default"]) {
+      problem(at, fmt::format("{}: 'required_when' needs a 'default' (the value where the key is not required)", where));
+    }
   }
 
   // A tensor map entry: a shape list, or a map with shape/types/optional/when/tied_to.

@@ -39,6 +39,7 @@ struct Hparam {
   bool per_layer = false;  // scalar or one value per layer
   bool optional = false;
   std::optional<Expr> default_value;
+  std::optional<Expr> required_when;  // with a default: the key is still required where this holds
   std::optional<Expr> value;  // derived
   std::optional<Expr> min;
   std::optional<Expr> max;

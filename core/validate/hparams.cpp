@@ -18,6 +18,7 @@ bool is_int_array_element(gguf::ValueType type) {
 Hparams Hparams::bind(const spec::Spec& spec, const gguf::Reader& reader, std::vector<Finding>& findings) {
   Hparams bound(spec);
   bound.slots_.resize(spec.hparams.size());
+  bound.key_present_.assign(spec.hparams.size(), false);
   for (uint32_t i = 0; i < spec.hparams.size(); ++i) bound.read(i, reader, findings);
   bound.memo_.resize(1);
   if (spec.layers) {
@@ -50,6 +51,7 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<Findi
     return;
   }
   const gguf::KeyValue* kv = reader.find_key(*h.key);
+  key_present_[index] = kv != nullptr;
   if (kv == nullptr) {
     if (h.default_value) {
       slot.state = State::kComputed;
@@ -175,6 +177,15 @@ void Hparams::check_ranges(std::vector<Finding>& findings) const {
   for (uint32_t i = 0; i < spec_->hparams.size(); ++i) {
     const spec::Hparam& h = spec_->hparams[i];
     const Slot& slot = slots_[i];
+    if (h.required_when && !key_present_[i]) {
+      in_every_context([&](std::optional<int64_t> layer) {
+        if (!layer && eval(*h.required_when, layer) != 0) {
+          findings.push_back(Finding{"missing_hparam", *h.key,
+                                     fmt::format("required by {} where {} (hyperparameter '{}')", spec_->arch, h.required_when->text(), h.name),
+                                     std::string(gguf::value_type_name(h.type)), "absent"});
+        }
+      });
+    }
     if (slot.state == State::kPerLayer && layers_ && static_cast<int64_t>(slot.per_layer.size()) != *layers_) {
       findings.push_back(Finding{"hparam_value", subject_of(h), fmt::format("per-layer '{}' needs one value per layer", h.name),
                                  fmt::format("{} values", *layers_), fmt::format("{} values", slot.per_layer.size())});

@@ -59,6 +59,7 @@ class Hparams {
 
   const spec::Spec* spec_;
   std::vector<Slot> slots_;
+  std::vector<bool> key_present_;
   std::optional<int64_t> layers_;
   // Memoised computed values: [0] global, [1 + layer] per layer; allocated on first use.
   mutable std::vector<std::vector<std::optional<int64_t>>> memo_;
