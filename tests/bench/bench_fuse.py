@@ -41,25 +41,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType as QT
 from gguf import GGUFWriter
+from gguf.constants import GGML_QUANT_SIZES
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 import make_fixtures as mf  # noqa: E402
 import reference_models as rm  # noqa: E402
 
-SIZES = {QT.F32: (1, 4), QT.Q8_0: (32, 34), QT.Q4_K: (256, 144), QT.Q6_K: (256, 210)}
 CHUNK = 16 << 20
 TARGET_RATIO, TARGET_RSS_MIB = 1.25, 64
-
-
-def storage_type(name: str, shape: tuple[int, ...]) -> QT:
-    if len(shape) == 1:
-        return QT.F32
-    if "down_exps" in name:
-        return QT.Q6_K
-    return QT.Q4_K if "_exps" in name else QT.Q8_0
 
 
 def write_model(path: Path, n_layer: int) -> dict:
@@ -72,8 +63,8 @@ def write_model(path: Path, n_layer: int) -> dict:
     sizes = []
     expert_bytes = 0
     for name, shape in tensors:
-        qtype = storage_type(name, shape)
-        block, size = SIZES[qtype]
+        qtype = mf.q4_k_m_like(name, shape)
+        block, size = GGML_QUANT_SIZES[qtype]
         n_bytes = shape[0] // block * size * int(np.prod(shape[1:], dtype=np.int64))
         writer.add_tensor_info(name, tuple(reversed(shape)), np.dtype(np.float32), n_bytes, raw_dtype=qtype)
         sizes.append(n_bytes)

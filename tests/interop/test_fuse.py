@@ -46,6 +46,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader, GGUFWriter
+from gguf.constants import GGML_QUANT_SIZES
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES_SRC = REPO / "tests" / "fixtures"
@@ -652,17 +653,6 @@ def test_write_failure_leaves_nothing(fx: Path, tmp_path: Path) -> None:
 # archreg writes is real data until it is thrown away.
 BIG_HP = dict(n_embd=2048, n_layer=4, n_head=32, n_head_kv=4, key_length=128, value_length=128, n_ff=6144,
               n_expert=128, n_expert_used=8, n_ff_exp=768, n_vocab=1000)
-SIZES = {QT.F32: (1, 4), QT.Q8_0: (32, 34), QT.Q4_K: (256, 144), QT.Q6_K: (256, 210)}
-
-
-def _big_type(name: str, shape: tuple[int, ...]) -> QT:
-    if len(shape) == 1:
-        return QT.F32
-    if "down_exps" in name:
-        return QT.Q6_K
-    return QT.Q4_K if "_exps" in name else QT.Q8_0
-
-
 def _fused_shapes(tensors: list[tuple[str, tuple[int, ...]]], arch: str) -> list[tuple[str, tuple[int, ...]]]:
     """The tensor list with every group fused where its first part was (shapes only)."""
     shapes = dict(tensors)
@@ -694,7 +684,7 @@ def write_sparse_model(path: Path, arch: str, metadata: list, tensors: list[tupl
     data = 0
     for name, shape in tensors:
         qtype = pick(name, shape)
-        block, size = SIZES[qtype]
+        block, size = GGML_QUANT_SIZES[qtype]
         n_bytes = shape[0] // block * size * int(np.prod(shape[1:], dtype=np.int64))
         writer.add_tensor_info(name, tuple(reversed(shape)), np.dtype(np.float32), n_bytes, raw_dtype=qtype)
         data += GGUFWriter.ggml_pad(n_bytes, writer.data_alignment)
@@ -714,8 +704,8 @@ def big(tmp_path_factory) -> dict[str, Path]:
     where = tmp_path_factory.mktemp("fuse-big")
     metadata, tensors = rm.qwen3moe(dict(BIG_HP))
     files = {"fuse": where / "big.gguf", "unfuse": where / "big.fused.gguf"}
-    write_sparse_model(files["fuse"], "qwen3moe", metadata, tensors, _big_type)
-    write_sparse_model(files["unfuse"], "qwen3moe", metadata, _fused_shapes(tensors, "qwen3moe"), _big_type)
+    write_sparse_model(files["fuse"], "qwen3moe", metadata, tensors, mf.q4_k_m_like)
+    write_sparse_model(files["unfuse"], "qwen3moe", metadata, _fused_shapes(tensors, "qwen3moe"), mf.q4_k_m_like)
     for path in files.values():
         _validate(path)
     yield files
