@@ -1,5 +1,7 @@
-// `archreg tokenize MODEL (TEXT | -f FILE | --batch FILE) [--special] [--json] [--no-bos-eos]`:
-// the token ids llama.cpp would give for a text, from the model's own vocabulary.
+// `archreg tokenize MODEL (TEXT | -f FILE | --batch FILE | --chat FILE) [--special] [--json]
+// [--no-bos-eos] [--chat-template NAME | --chat-template-file FILE]`: the token ids llama.cpp
+// would give for a text, from the model's own vocabulary; with --chat, for a conversation
+// rendered with the model's chat template.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -12,6 +14,7 @@
 
 #include "cli/commands.hpp"
 #include "gguf/reader.hpp"
+#include "text/chat_template.hpp"
 #include "text/tokenizer.hpp"
 
 namespace archreg::cli {
@@ -70,6 +73,22 @@ void run_batch(const text::Tokenizer& tokenizer, const std::string& path, bool a
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
+// {"messages": [{"role": ..., "content": ...}, ...], "add_generation_prompt": true} rendered with
+// the chosen template.
+std::string render_chat(const gguf::Reader& reader, const std::string& path, const std::string& name, const std::string& jinja_file,
+                        std::string& family) {
+  const json request = json::parse(read_file(path));
+  std::vector<text::ChatMessage> messages;
+  for (const json& message : request.at("messages")) {
+    messages.push_back({message.at("role").get<std::string>(), message.at("content").get<std::string>()});
+  }
+  const bool add_generation_prompt = request.value("add_generation_prompt", true);
+  const text::ChatTemplate chat = !jinja_file.empty() ? text::ChatTemplate::from_name_or_jinja(read_file(jinja_file))
+                                                      : text::ChatTemplate::from_gguf(reader, name);
+  family = std::string(chat.family());
+  return chat.apply(messages, add_generation_prompt);
+}
+
 }  // namespace
 
 void add_tokenize_command(CLI::App& app, int& exit_code) {
@@ -82,6 +101,9 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
     bool special = false;
     bool json = false;
     bool no_bos_eos = false;
+    std::string chat;
+    std::string chat_template;
+    std::string chat_template_file;
   };
   auto options = std::make_shared<Options>();
   command->add_option("MODEL", options->model, "GGUF file with a tokenizer.ggml.* vocabulary")->required();
@@ -89,15 +111,30 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
   auto* file_option = command->add_option("-f,--file", options->file, "Tokenize the bytes of this file");
   auto* batch_option = command->add_option("--batch", options->batch,
                                            "JSON lines, each {\"text\": ...} or {\"hex\": ...}: one JSON result line each");
-  text_option->excludes(file_option)->excludes(batch_option);
-  file_option->excludes(batch_option);
+  auto* chat_option = command->add_option("--chat", options->chat,
+                                          "JSON {\"messages\": [{\"role\", \"content\"}...], \"add_generation_prompt\": true}: "
+                                          "render it with the chat template, then tokenize (control tokens parsed)");
+  auto* template_option = command->add_option("--chat-template", options->chat_template,
+                                              "Chat template family instead of the model's (" + [] {
+                                                std::string names;
+                                                for (std::string_view name : text::chat_template_names()) names += (names.empty() ? "" : ", ") + std::string(name);
+                                                return names;
+                                              }() + ")");
+  auto* template_file_option = command->add_option("--chat-template-file", options->chat_template_file,
+                                                   "A Jinja chat template to recognise instead of the model's");
+  template_option->excludes(template_file_option);
+  template_option->needs(chat_option);
+  template_file_option->needs(chat_option);
+  text_option->excludes(file_option)->excludes(batch_option)->excludes(chat_option);
+  file_option->excludes(batch_option)->excludes(chat_option);
+  batch_option->excludes(chat_option);
   command->add_flag("--special", options->special, "Turn the text of control tokens into those tokens (llama.cpp's parse_special)");
   command->add_flag("--no-bos-eos", options->no_bos_eos, "Do not add the BOS/EOS tokens the metadata asks for");
   command->add_flag("--json", options->json, "Print {\"ids\": [...], \"pieces\": [...]}");
-  command->callback([options, &exit_code, text_option, file_option, batch_option] {
+  command->callback([options, &exit_code, text_option, file_option, batch_option, chat_option] {
     try {
-      if (text_option->count() == 0 && file_option->count() == 0 && batch_option->count() == 0) {
-        throw CLI::ValidationError("archreg tokenize", "give TEXT, -f FILE or --batch FILE");
+      if (text_option->count() + file_option->count() + batch_option->count() + chat_option->count() == 0) {
+        throw CLI::ValidationError("archreg tokenize", "give TEXT, -f FILE, --batch FILE or --chat FILE");
       }
       const gguf::Reader reader = gguf::Reader::open(options->model);
       const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(reader);
@@ -108,14 +145,28 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
         exit_code = kExitOk;
         return;
       }
-      const std::string input = file_option->count() > 0 ? read_file(options->file) : options->text;
-      const std::vector<int32_t> ids = tokenizer.encode(input, add_special, options->special);
+      std::string input;
+      std::string family;
+      if (chat_option->count() > 0) {
+        input = render_chat(reader, options->chat, options->chat_template, options->chat_template_file, family);
+      } else {
+        input = file_option->count() > 0 ? read_file(options->file) : options->text;
+      }
+      const bool special = options->special || chat_option->count() > 0;
+      const std::vector<int32_t> ids = tokenizer.encode(input, add_special, special);
       if (options->json) {
         json pieces = json::array();
         for (int32_t id : ids) pieces.push_back(gguf::printable(tokenizer.piece(id, true), gguf::Escape::kJson));
-        const json document{{"ids", ids}, {"pieces", pieces}};
+        json document;
+        if (chat_option->count() > 0) {
+          document["template"] = family;
+          document["prompt"] = gguf::printable(input, gguf::Escape::kJson);
+        }
+        document["ids"] = ids;
+        document["pieces"] = pieces;
         fmt::print("{}\n", document.dump(2, ' ', false, json::error_handler_t::replace));
       } else {
+        if (chat_option->count() > 0) fmt::print("chat template: {}\n", family);
         for (int32_t id : ids) fmt::print("{:>7} -> '{}'\n", id, gguf::printable(tokenizer.piece(id, true)));
       }
       exit_code = kExitOk;
