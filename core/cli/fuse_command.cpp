@@ -109,17 +109,33 @@ void verify_output(const std::filesystem::path& temporary, const std::string& ou
   }
 }
 
+// A message for stderr, each of its lines escaped: it quotes names from the file and the spec.
+std::string shown(std::string_view message) {
+  std::string out;
+  for (size_t at = 0; at <= message.size();) {
+    const size_t end = std::min(message.find('\n', at), message.size());
+    out += gguf::printable(message.substr(at, end - at));
+    if (end < message.size()) out += '\n';
+    at = end + 1;
+  }
+  return out;
+}
+
 int run(const Options& options, fusion::Direction direction) {
   const char* verb = direction == fusion::Direction::kFuse ? "fuse" : "unfuse";
+  if (options.output.empty()) {  // before any work: the whole rewrite would fail only at the end
+    fmt::print(stderr, "archreg {}: OUT is empty: name the output file\n", verb);
+    return kExitUnreadable;
+  }
   try {
     registry::Registry registry = make_registry(options.registry);
     const gguf::Reader input = gguf::Reader::open(options.input);
     const auto arch = input.find("general.architecture");
     if (!arch || arch->type() != gguf::ValueType::kString) {
-      fmt::print(stderr, "archreg {}: {}: no string 'general.architecture'; cannot tell which spec applies\n", verb, options.input);
+      fmt::print(stderr, "archreg {}: {}: no string 'general.architecture'; cannot tell which spec applies\n", verb, shown(options.input));
       return kExitInvalid;
     }
-    const registry::Runnable runnable = registry::require_runnable(registry, std::string(arch->as_string()));
+    const registry::Runnable runnable = registry::require_runnable(registry, std::string(arch->as_string()), /*need_forward=*/false);
     fusion::RewriteRequest request{direction, options.groups, options.consumer};
     const fusion::RewritePlan plan = fusion::plan_rewrite(input, *runnable.spec, *runnable.plugin, request);
 
@@ -141,16 +157,16 @@ int run(const Options& options, fusion::Direction direction) {
     for (const std::string& note : plan.notes) fmt::print("note: {}\n", note);
     return kExitOk;
   } catch (const fusion::RewriteError& error) {
-    fmt::print(stderr, "archreg {}: {}\n", verb, error.what());
+    fmt::print(stderr, "archreg {}: {}\n", verb, shown(error.what()));
     return g_interrupted.load() ? kExitInterrupted : kExitInvalid;
   } catch (const registry::RegistryError& error) {
-    fmt::print(stderr, "archreg {}: {}\n", verb, error.what());
+    fmt::print(stderr, "archreg {}: {}\n", verb, shown(error.what()));
     return kExitInvalid;
   } catch (const spec::SpecError& error) {
-    fmt::print(stderr, "archreg {}: the spec is invalid:\n{}\n", verb, error.what());
+    fmt::print(stderr, "archreg {}: the spec is invalid:\n{}\n", verb, shown(error.what()));
     return kExitUnreadable;
   } catch (const gguf::Error& error) {
-    fmt::print(stderr, "archreg {}: {}\n", verb, error.what());
+    fmt::print(stderr, "archreg {}: {}\n", verb, shown(error.what()));
     // The input was unreadable (2), or writing the output failed (1).
     return error.file() == options.input ? kExitUnreadable : kExitInvalid;
   }

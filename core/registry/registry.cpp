@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <set>
 
 #include <boost/dll/shared_library.hpp>
 #include <fmt/format.h>
 
+#include "gguf/regular_file.hpp"
 #include "registry/search_path.hpp"
 #include "validate/hparams.hpp"
 
@@ -27,20 +27,41 @@ namespace {
 constexpr std::string_view kManifestExtension = ".archs";
 constexpr uint32_t kMaxListedNames = 256;
 constexpr size_t kMaxNameLength = 256;
+constexpr uint64_t kMaxManifestBytes = 64 << 10;
 
+// A manifest: one arch name a line, '#' comments; a regular file of at most kMaxManifestBytes
+// naming at most kMaxListedNames archs of at most kMaxNameLength bytes. Throws RegistryError.
 std::vector<std::string> read_manifest(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw RegistryError(fmt::format("{}: cannot read the plugin manifest", file.string()));
+  std::string text;
+  try {
+    text = gguf::read_regular_file(file, kMaxManifestBytes, "plugin manifest");
+  } catch (const gguf::FileError& error) {
+    throw RegistryError(fmt::format("{}: cannot read the plugin manifest: {}", file.string(), error.message()));
+  }
   std::vector<std::string> archs;
-  std::string line;
-  while (std::getline(in, line)) {
-    line.erase(std::find(line.begin(), line.end(), '#'), line.end());
+  std::string_view rest(text);
+  for (size_t number = 1; !rest.empty(); ++number) {
+    const size_t end = std::min(rest.find('\n'), rest.size());
+    std::string_view line = rest.substr(0, std::min(end, rest.find('#')));
+    rest.remove_prefix(std::min(end + 1, rest.size()));
     const auto begin = line.find_first_not_of(" \t\r");
-    if (begin == std::string::npos) continue;
-    archs.push_back(line.substr(begin, line.find_last_not_of(" \t\r") - begin + 1));
+    if (begin == std::string_view::npos) continue;
+    line = line.substr(begin, line.find_last_not_of(" \t\r") - begin + 1);
+    if (line.size() > kMaxNameLength) {
+      throw RegistryError(fmt::format("{}:{}: an arch name of {} bytes; at most {} are allowed", file.string(), number, line.size(), kMaxNameLength));
+    }
+    if (archs.size() == kMaxListedNames) {
+      throw RegistryError(fmt::format("{}:{}: more than {} arch names", file.string(), number, kMaxListedNames));
+    }
+    archs.emplace_back(line);
   }
   return archs;
 }
+
+// The codes a plugin's check may report: the file findings of docs/cli.md.
+constexpr std::string_view kPluginCodes[] = {"missing_hparam",    "hparam_type",    "hparam_value",    "missing_tensor",
+                                             "unexpected_tensor", "wrong_shape",    "wrong_type",      "fused_and_unfused",
+                                             "partial_fusion",    "unsupported_fusion", "plugin_check"};
 
 // Copies a plugin-supplied list of C strings, defensively: bounded count and lengths.
 std::vector<std::string> copy_names(const char* const* names, uint32_t count, const std::filesystem::path& file, std::string_view what) {
@@ -87,13 +108,18 @@ int host_has_tensor(const archreg_check_context* context, const char* name) {
 
 void host_report(archreg_check_context* context, const char* code, const char* subject, const char* message) {
   try {
-    context->findings->push_back(validate::Finding{code != nullptr ? code : "plugin_check", subject != nullptr ? subject : "",
-                                                   message != nullptr ? message : "", std::nullopt, std::nullopt});
+    std::string text = message != nullptr ? message : "";
+    std::string_view reported = code != nullptr ? code : "plugin_check";
+    if (std::find(std::begin(kPluginCodes), std::end(kPluginCodes), reported) == std::end(kPluginCodes)) {
+      text = fmt::format("{} (reported as '{}', which is not a finding code of docs/cli.md)", text, reported);
+      reported = "plugin_check";
+    }
+    context->findings->push_back(validate::Finding{std::string(reported), subject != nullptr ? subject : "", std::move(text), std::nullopt, std::nullopt});
   } catch (...) {
   }
 }
 
-constexpr archreg_host_v1 kHost = {ARCHREG_PLUGIN_ABI_VERSION, host_hparam, host_has_key, host_has_tensor, host_report};
+constexpr archreg_host_v2 kHost = {ARCHREG_PLUGIN_ABI_VERSION, host_hparam, host_has_key, host_has_tensor, host_report};
 
 }  // namespace
 
@@ -139,8 +165,9 @@ std::vector<std::filesystem::path> Registry::default_plugin_dirs() {
 }
 
 Registry::Registry(Dirs dirs) : specs_(std::move(dirs.specs)) {
-  std::set<std::filesystem::path> seen;
-  for (const std::filesystem::path& dir : dirs.plugins) {
+  const std::vector<std::filesystem::path> plugin_dirs = distinct_dirs(dirs.plugins);
+  for (size_t d = 0; d < plugin_dirs.size(); ++d) {
+    const std::filesystem::path& dir = plugin_dirs[d];
     std::error_code error;
     if (!std::filesystem::is_directory(dir, error)) continue;
     std::vector<std::filesystem::path> files;
@@ -150,9 +177,13 @@ Registry::Registry(Dirs dirs) : specs_(std::move(dirs.specs)) {
     if (error) throw RegistryError(fmt::format("{}: cannot list the plugin directory: {}", dir.string(), error.message()));
     std::sort(files.begin(), files.end());
     for (const std::filesystem::path& file : files) {
-      const std::filesystem::path canonical = std::filesystem::weakly_canonical(file, error);
-      if (!seen.insert(error ? file : canonical).second) continue;  // the same directory listed twice
-      Manifest manifest{std::filesystem::path(file).replace_extension(".so"), file, read_manifest(file)};
+      Manifest manifest{std::filesystem::path(file).replace_extension(".so"), file, {}, d};
+      try {
+        manifest.archs = read_manifest(file);
+      } catch (const RegistryError& unreadable) {
+        unreadable_manifests_.push_back({file, unreadable.what()});
+        continue;
+      }
       for (const std::string& arch : manifest.archs) plugin_index_[arch].push_back(manifests_.size());
       manifests_.push_back(std::move(manifest));
     }
@@ -162,16 +193,21 @@ Registry::Registry(Dirs dirs) : specs_(std::move(dirs.specs)) {
 ArchInfo Registry::info(const std::string& arch) const {
   ArchInfo info;
   info.arch = arch;
-  try {
-    info.spec_file = specs_.find(arch);
-  } catch (const RegistryError& error) {
-    info.problems.push_back(error.what());
-  }
+  info.spec_file = specs_.find(arch);
+  info.shadowed_specs = specs_.shadowed(arch);
   if (const auto it = plugin_index_.find(arch); it != plugin_index_.end()) {
+    // The first directory that has a plugin for the arch wins; two there are ambiguous.
+    const size_t first_dir = manifests_[it->second.front()].dir;
     info.plugin_file = manifests_[it->second.front()].library;
-    if (it->second.size() > 1) {
-      std::vector<std::string> files;
-      for (size_t m : it->second) files.push_back(manifests_[m].library.string());
+    std::vector<std::string> files;
+    for (size_t m : it->second) {
+      if (manifests_[m].dir == first_dir) {
+        files.push_back(manifests_[m].library.string());
+      } else {
+        info.shadowed_plugins.push_back(manifests_[m].library);
+      }
+    }
+    if (files.size() > 1) {
       info.problems.push_back(fmt::format("architecture '{}' is claimed by {} plugins: {}", arch, files.size(), fmt::join(files, ", ")));
     }
     if (!info.spec_file && info.problems.empty()) {
@@ -192,6 +228,12 @@ std::vector<ArchInfo> Registry::archs() const {
   for (const auto& [arch, manifests] : plugin_index_) names.insert(arch);
   std::vector<ArchInfo> out;
   for (const std::string& arch : names) out.push_back(info(arch));
+  for (const UnreadableManifest& manifest : unreadable_manifests_) {
+    ArchInfo row;
+    row.arch = manifest.manifest.filename().string();
+    row.problems.push_back(manifest.problem);
+    out.push_back(std::move(row));
+  }
   return out;
 }
 
@@ -204,7 +246,20 @@ const Plugin* Registry::plugin(const std::string& arch) {
   const Manifest& manifest = manifests_[plugin_index_.at(arch).front()];
   auto it = opened_.find(manifest.library);
   if (it == opened_.end()) it = opened_.emplace(manifest.library, open(manifest)).first;
-  return it->second.get();
+  const Plugin* plugin = it->second.get();
+  // A fused form the plugin claims to run must be one the arch's spec declares.
+  if (const spec::Spec* described = spec(arch)) {
+    for (const std::string& group : plugin->fused_groups()) {
+      const auto declared = [&](const spec::FusableGroup& g) { return g.name == group; };
+      if (std::none_of(described->fusable.begin(), described->fusable.end(), declared)) {
+        std::vector<std::string> names;
+        for (const spec::FusableGroup& g : described->fusable) names.push_back(g.name);
+        throw RegistryError(fmt::format("{}: the plugin runs '{}' fused for '{}', but the spec {} declares no such fusable group (it declares: {})",
+                                        manifest.library.string(), group, arch, described->file, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+      }
+    }
+  }
+  return plugin;
 }
 
 std::unique_ptr<Plugin> Registry::open(const Manifest& manifest) const {
@@ -212,8 +267,10 @@ std::unique_ptr<Plugin> Registry::open(const Manifest& manifest) const {
   auto plugin = std::unique_ptr<Plugin>(new Plugin());
   plugin->file_ = manifest.library;
   plugin->library_ = std::make_unique<Plugin::Library>();
-  if (!std::filesystem::exists(manifest.library)) {
-    throw RegistryError(fmt::format("{}: plugin library listed by {} does not exist", file, manifest.manifest.string()));
+  try {
+    gguf::RegularFile::open(manifest.library);  // a FIFO or a symbolic-link loop must not reach dlopen
+  } catch (const gguf::FileError& error) {
+    throw RegistryError(fmt::format("{}: the plugin library named by {}: {}", file, manifest.manifest.string(), error.message()));
   }
   boost::dll::fs::error_code error;
   plugin->library_->library.load(manifest.library, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local, error);
@@ -225,9 +282,9 @@ std::unique_ptr<Plugin> Registry::open(const Manifest& manifest) const {
     throw RegistryError(fmt::format("{}: not an archreg plugin: it exports no '{}' entry point (use ARCHREG_EXPORT_PLUGIN)", file,
                                     ARCHREG_PLUGIN_ENTRY_NAME));
   }
-  const archreg_plugin_v1* descriptor = nullptr;
+  const archreg_plugin_v2* descriptor = nullptr;
   try {
-    auto& entry = plugin->library_->library.get_alias<const archreg_plugin_v1*()>(ARCHREG_PLUGIN_ENTRY_NAME);
+    auto& entry = plugin->library_->library.get_alias<const archreg_plugin_v2*()>(ARCHREG_PLUGIN_ENTRY_NAME);
     descriptor = entry();
   } catch (const std::exception& error_thrown) {
     throw RegistryError(fmt::format("{}: the plugin threw while registering: {}", file, error_thrown.what()));
@@ -254,7 +311,7 @@ std::unique_ptr<Plugin> Registry::open(const Manifest& manifest) const {
   return plugin;
 }
 
-Runnable require_runnable(Registry& registry, const std::string& arch) {
+Runnable require_runnable(Registry& registry, const std::string& arch, bool need_forward) {
   const ArchInfo info = registry.info(arch);
   if (!info.problems.empty()) throw RegistryError(fmt::format("cannot run '{}': {}", arch, fmt::join(info.problems, "; ")));
   if (!info.spec_file) {
@@ -265,7 +322,11 @@ Runnable require_runnable(Registry& registry, const std::string& arch) {
     throw RegistryError(fmt::format("architecture '{}' has a spec ({}) but no plugin: its files can be validated but not run", arch,
                                     info.spec_file->string()));
   }
-  return Runnable{registry.spec(arch), registry.plugin(arch)};
+  const Plugin* plugin = registry.plugin(arch);
+  if (need_forward && !plugin->has_forward()) {
+    throw RegistryError(fmt::format("architecture '{}' can be validated but not run: its plugin {} has no forward pass yet", arch, plugin->file().string()));
+  }
+  return Runnable{registry.spec(arch), plugin};
 }
 
 }  // namespace archreg::registry

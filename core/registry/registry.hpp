@@ -34,6 +34,11 @@ class Plugin {
   const std::vector<std::string>& archs() const { return archs_; }
   const std::vector<std::string>& fused_groups() const { return fused_groups_; }
   bool runs_fused(const std::string& group) const;
+  // Whether the plugin has a forward pass (ABI v2 `build`); without one its archs are
+  // validate-only.
+  bool has_forward() const { return descriptor_->build != nullptr; }
+  // Calls the plugin's build (only when has_forward()).
+  int build(const archreg_graph_api_v2* api, archreg_graph* graph, const char* arch) const { return descriptor_->build(api, graph, arch); }
 
   // Runs the plugin's own checks (if it has any) on a file of `arch`; findings are appended.
   void check(const std::string& arch, const gguf::Reader& reader, const spec::Spec& spec, const validate::Hparams& hparams,
@@ -44,7 +49,7 @@ class Plugin {
   Plugin() = default;
   struct Library;
   std::unique_ptr<Library> library_;
-  const archreg_plugin_v1* descriptor_ = nullptr;
+  const archreg_plugin_v2* descriptor_ = nullptr;
   std::string name_;
   std::filesystem::path file_;
   std::vector<std::string> archs_;
@@ -58,7 +63,10 @@ struct ArchInfo {
   std::optional<std::filesystem::path> spec_file;
   std::optional<std::filesystem::path> plugin_file;
   ArchState state = ArchState::kBroken;
-  std::vector<std::string> problems;  // why it is broken: no spec, two plugins, two specs, ...
+  std::vector<std::string> problems;  // why it is broken: no spec, two plugins in one directory, ...
+  // Files for this arch in later directories, overridden by spec_file / plugin_file.
+  std::vector<std::filesystem::path> shadowed_specs;
+  std::vector<std::filesystem::path> shadowed_plugins;
 };
 
 class Registry {
@@ -73,7 +81,8 @@ class Registry {
 
   explicit Registry(Dirs dirs);
 
-  // Every arch known from a spec or a plugin manifest, sorted, with its state. Opens nothing.
+  // Every arch known from a spec or a plugin manifest, sorted, with its state; then one broken
+  // row per manifest that could not be read, named by the manifest's file name. Opens nothing.
   std::vector<ArchInfo> archs() const;
   ArchInfo info(const std::string& arch) const;
   std::vector<std::string> spec_arch_names() const { return specs_.arch_names(); }
@@ -91,11 +100,17 @@ class Registry {
     std::filesystem::path library;
     std::filesystem::path manifest;
     std::vector<std::string> archs;
+    size_t dir = 0;  // position of its directory in the search path
+  };
+  struct UnreadableManifest {
+    std::filesystem::path manifest;
+    std::string problem;
   };
   std::unique_ptr<Plugin> open(const Manifest& manifest) const;
 
   SpecCatalog specs_;
   std::vector<Manifest> manifests_;
+  std::vector<UnreadableManifest> unreadable_manifests_;
   std::map<std::string, std::vector<size_t>> plugin_index_;  // arch -> manifests claiming it
   std::map<std::filesystem::path, std::unique_ptr<Plugin>> opened_;
 };
@@ -106,6 +121,8 @@ struct Runnable {
   const spec::Spec* spec;
   const Plugin* plugin;
 };
-Runnable require_runnable(Registry& registry, const std::string& arch);
+// With need_forward, a plugin without a forward pass is refused too (fuse needs only the
+// plugin's list of fused groups).
+Runnable require_runnable(Registry& registry, const std::string& arch, bool need_forward = true);
 
 }  // namespace archreg::registry

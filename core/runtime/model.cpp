@@ -135,7 +135,7 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-Model Model::open(const std::filesystem::path& file, registry::Registry& registry) {
+Model Model::open(const std::filesystem::path& file, registry::Registry& registry, OpenOptions options) {
   Model model;
   model.reader_ = std::make_unique<gguf::Reader>(gguf::Reader::open(file));
   const gguf::Reader& reader = *model.reader_;
@@ -144,6 +144,7 @@ Model Model::open(const std::filesystem::path& file, registry::Registry& registr
     throw LoadError(fmt::format("{}: no string 'general.architecture': cannot tell which architecture to run", reader.path()));
   }
   const std::string arch(arch_value->as_string());
+  model.arch_ = arch;
   try {
     const registry::Runnable runnable = registry::require_runnable(registry, arch);
     model.spec_ = runnable.spec;
@@ -158,10 +159,141 @@ Model Model::open(const std::filesystem::path& file, registry::Registry& registr
                     std::move(report.findings));
   }
   std::vector<validate::Finding> ignored;  // the file validated: binding sees no new findings
-  const validate::Hparams hparams = validate::Hparams::bind(*model.spec_, reader, ignored);
+  model.hparams_ = std::make_unique<validate::Hparams>(validate::Hparams::bind(*model.spec_, reader, ignored));
+  const validate::Hparams& hparams = *model.hparams_;
+  model.n_layers_ = static_cast<int32_t>(hparams.layers().value_or(0));
   model.tensors_ = Binder(reader, *model.spec_, hparams).bind();
-  for (size_t i = 0; i < model.tensors_.size(); ++i) model.index_.emplace(model.tensors_[i].name, i);
+  if (options.fuse_at_load) model.fuse_in_memory();
+  model.index_tensors();
   return model;
+}
+
+void Model::index_tensors() {
+  index_.clear();
+  by_layer_.assign(static_cast<size_t>(n_layers_) + 1, {});
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const TensorView& view = tensors_[i];
+    index_.emplace(view.name, i);
+    // "blk.12.attn_q.weight" -> layer 12, "attn_q.weight"; global names are kept whole.
+    int32_t layer = -1;
+    std::string_view local = view.name;
+    if (local.starts_with("blk.")) {
+      const size_t dot = local.find('.', 4);
+      layer = static_cast<int32_t>(std::stol(std::string(local.substr(4, dot - 4))));
+      local = local.substr(dot + 1);
+    }
+    if (layer + 1 < static_cast<int32_t>(by_layer_.size())) by_layer_[static_cast<size_t>(layer + 1)].emplace(std::string(local), i);
+  }
+}
+
+void Model::fuse_in_memory() {
+  // For every group the plugin runs fused whose parts the file stores apart: one buffer in the
+  // fused layout, the parts' views re-pointed into it. The bytes are the file's, rearranged.
+  std::map<std::string, size_t, std::less<>> by_name;
+  for (size_t i = 0; i < tensors_.size(); ++i) by_name.emplace(tensors_[i].name, i);
+  for (const fusion::FusedForm& form : spec_->fused_forms) {
+    if (!plugin_->runs_fused(spec_->fusable[form.group].name)) continue;
+    const int64_t contexts = form.per_layer ? n_layers_ : 1;
+    for (int64_t where = 0; where < contexts; ++where) {
+      for (const fusion::FusedTensor& fused : form.tensors) {
+        std::vector<TensorView*> parts;
+        for (size_t p : fused.parts) {
+          const auto it = by_name.find(spec_->tensors[p].gguf_name(where));
+          if (it == by_name.end()) break;
+          parts.push_back(&tensors_[it->second]);
+        }
+        if (parts.size() != fused.parts.size() || fused.axis == 0) continue;
+        const size_t axis = static_cast<size_t>(fused.axis);
+        bool separate = true;
+        for (const TensorView* part : parts) {
+          separate = separate && part->type == parts.front()->type && part->storage == part->name && part->contiguous();
+        }
+        if (!separate) continue;
+        const gguf::TypeTraits& traits = *gguf::ggml_type(parts.front()->type);
+        std::array<uint64_t, 4> ne = parts.front()->ne;
+        ne[axis] = 0;
+        for (const TensorView* part : parts) ne[axis] += part->ne[axis];
+        std::array<uint64_t, 4> nb{};
+        nb[0] = traits.type_size;
+        nb[1] = ne[0] / traits.block_size * traits.type_size;
+        for (size_t d = 2; d < 4; ++d) nb[d] = nb[d - 1] * ne[d - 1];
+        const uint64_t bytes = nb[3] * ne[3];
+        auto buffer = std::make_unique<std::byte[]>(bytes);
+        uint64_t offset = 0;
+        for (TensorView* part : parts) {
+          std::byte* base = buffer.get() + offset * nb[axis];
+          for (uint64_t i3 = 0; i3 < part->ne[3]; ++i3) {
+            for (uint64_t i2 = 0; i2 < part->ne[2]; ++i2) {
+              for (uint64_t i1 = 0; i1 < part->ne[1]; ++i1) {
+                std::memcpy(base + i1 * nb[1] + i2 * nb[2] + i3 * nb[3], part->data + i1 * part->nb[1] + i2 * part->nb[2] + i3 * part->nb[3], nb[1]);
+              }
+            }
+          }
+          part->data = base;
+          part->nb = nb;
+          part->storage = form.gguf_name(fused, where) + " (fused at load)";
+          offset += part->ne[axis];
+        }
+        fused_bytes_ += bytes;
+        fused_storage_.push_back(std::move(buffer));
+      }
+    }
+  }
+}
+
+const TensorView* Model::weight(std::string_view name, int32_t layer) const {
+  if (layer < -1 || layer + 1 >= static_cast<int32_t>(by_layer_.size())) return nullptr;
+  const auto& names = by_layer_[static_cast<size_t>(layer + 1)];
+  const auto it = names.find(name);
+  return it == names.end() ? nullptr : &tensors_[it->second];
+}
+
+std::optional<int64_t> Model::hparam_int(std::string_view name, int32_t layer) const {
+  const auto index = spec_->hparam_index(name);
+  if (!index || !spec_->hparams[*index].is_integer()) return std::nullopt;
+  try {
+    return hparams_->value(*index, layer < 0 ? std::nullopt : std::optional<int64_t>(layer));
+  } catch (const spec::EvalError&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<double> Model::hparam_float(std::string_view name, int32_t layer) const {
+  const auto index = spec_->hparam_index(name);
+  if (!index) return std::nullopt;
+  const spec::Hparam& h = spec_->hparams[*index];
+  if (h.is_integer()) {
+    const auto value = hparam_int(name, layer);
+    return value ? std::optional<double>(static_cast<double>(*value)) : std::nullopt;
+  }
+  if (h.key) {
+    if (const auto value = reader_->find(*h.key)) {
+      try {
+        if (value->is_array()) {
+          if (layer < 0 || static_cast<uint64_t>(layer) >= value->size()) return std::nullopt;
+          return (*value)[static_cast<uint64_t>(layer)].as_number();
+        }
+        return value->as_number();
+      } catch (const gguf::Error&) {
+        return std::nullopt;
+      }
+    }
+  }
+  if (h.default_value) {
+    try {
+      return static_cast<double>(hparams_->eval(*h.default_value, layer < 0 ? std::nullopt : std::optional<int64_t>(layer)));
+    } catch (const spec::EvalError&) {
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Model::hparam_string(std::string_view name) const {
+  const auto index = spec_->hparam_index(name);
+  if (!index || !spec_->hparams[*index].key) return std::nullopt;
+  const auto value = reader_->find(*spec_->hparams[*index].key);
+  if (!value || value->type() != gguf::ValueType::kString) return std::nullopt;
+  return std::string(value->as_string());
 }
 
 const TensorView* Model::find(std::string_view logical_name) const {

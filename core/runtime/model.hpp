@@ -19,6 +19,7 @@
 #include "registry/registry.hpp"
 #include "spec/spec.hpp"
 #include "validate/finding.hpp"
+#include "validate/hparams.hpp"
 
 namespace archreg::runtime {
 
@@ -48,9 +49,15 @@ struct TensorView {
   void gather(std::span<std::byte> out) const;
 };
 
+struct OpenOptions {
+  // Fuse the groups the plugin runs fused (gate+up experts, Q/K/V) in memory at load when the
+  // file stores them unfused: the speed of the fused path without rewriting the file.
+  bool fuse_at_load = false;
+};
+
 class Model {
  public:
-  static Model open(const std::filesystem::path& file, registry::Registry& registry);
+  static Model open(const std::filesystem::path& file, registry::Registry& registry, OpenOptions options = {});
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
@@ -63,14 +70,35 @@ class Model {
   const std::vector<TensorView>& tensors() const { return tensors_; }
   // nullptr when absent (optional or tied tensors).
   const TensorView* find(std::string_view logical_name) const;
+  // The logical tensor `base.suffix` of `layer` (< 0: a global tensor), resolved once at load;
+  // nullptr when absent.
+  const TensorView* weight(std::string_view name, int32_t layer) const;
+  int32_t n_layers() const { return n_layers_; }
+  const std::string& arch() const { return arch_; }
+
+  // Hyperparameters of the spec for this file. `layer` < 0: the global value.
+  std::optional<int64_t> hparam_int(std::string_view name, int32_t layer) const;
+  std::optional<double> hparam_float(std::string_view name, int32_t layer) const;
+  std::optional<std::string> hparam_string(std::string_view name) const;
+  // Bytes of the in-memory copies made by fuse_at_load (0 without it).
+  uint64_t fused_at_load_bytes() const { return fused_bytes_; }
 
  private:
   Model() = default;
+  void fuse_in_memory();
+  void index_tensors();
   std::unique_ptr<gguf::Reader> reader_;
   const spec::Spec* spec_ = nullptr;
   const registry::Plugin* plugin_ = nullptr;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t, std::less<>> index_;
+  // [layer + 1] -> spec tensor name ("attn_q.weight") -> index into tensors_
+  std::vector<std::map<std::string, size_t, std::less<>>> by_layer_;
+  std::unique_ptr<validate::Hparams> hparams_;
+  std::string arch_;
+  int32_t n_layers_ = 0;
+  std::vector<std::unique_ptr<std::byte[]>> fused_storage_;
+  uint64_t fused_bytes_ = 0;
 };
 
 }  // namespace archreg::runtime

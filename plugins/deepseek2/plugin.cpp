@@ -9,7 +9,7 @@ namespace {
 // GLM-4.7-Flash) is sigmoid gating. A file that has the bias but no expert_gating_func key is
 // run by llama.cpp with its default (softmax, unless it recognises the model by its sizes): the
 // model then runs, silently degraded. A spec cannot tie a key to a tensor's presence; this can.
-int check_gating(const archreg_host_v1* host, archreg_check_context* context, const char* arch) {
+int check_gating(const archreg_host_v2* host, archreg_check_context* context, const char* arch) {
   int64_t layers = 0;
   int64_t dense_lead = 0;
   if (host->hparam(context, "n_layer", &layers) == 0) return 0;  // reported by the spec already
@@ -33,4 +33,4 @@ int check_gating(const archreg_host_v1* host, archreg_check_context* context, co
 }  // namespace
 
 // MLA has no separate Q/K/V projections, so gate+up experts is the only fusable group.
-ARCHREG_DEFINE_PLUGIN("deepseek2", check_gating, "ffn_gate_up_exps")
+ARCHREG_DEFINE_PLUGIN("deepseek2", check_gating, nullptr, "ffn_gate_up_exps")

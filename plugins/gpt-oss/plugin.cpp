@@ -3,4 +3,4 @@
 // fused: both, since the runtime binds the logical tensors over fused or unfused storage.
 #include "plugin/export.hpp"
 
-ARCHREG_DEFINE_PLUGIN("gpt-oss", nullptr, "attn_qkv", "ffn_gate_up_exps")
+ARCHREG_DEFINE_PLUGIN("gpt-oss", nullptr, nullptr, "attn_qkv", "ffn_gate_up_exps")

@@ -3,4 +3,4 @@
 // fused: both, since the runtime binds the logical tensors over fused or unfused storage.
 #include "plugin/export.hpp"
 
-ARCHREG_DEFINE_PLUGIN("olmoe", nullptr, "attn_qkv", "ffn_gate_up_exps")
+ARCHREG_DEFINE_PLUGIN("olmoe", nullptr, nullptr, "attn_qkv", "ffn_gate_up_exps")

@@ -57,7 +57,7 @@ def test_toy_arch_is_validate_only_with_a_spec_and_runnable_with_its_plugin():
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("wrong-abi", "plugin ABI version 999, but this archreg speaks version 1"),
+        ("wrong-abi", "plugin ABI version 999, but this archreg speaks version 2"),
         ("no-entry", "exports no 'archreg_plugin' entry point"),
         ("throwing", "threw while registering: registration exploded"),
         ("mismatch", "serves [otherarch]"),

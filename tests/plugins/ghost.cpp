@@ -1,4 +1,4 @@
 // A plugin for an architecture no spec describes.
 #include "plugin/export.hpp"
 
-ARCHREG_DEFINE_PLUGIN("ghost", nullptr, "attn_qkv")
+ARCHREG_DEFINE_PLUGIN("ghost", nullptr, nullptr, "attn_qkv")

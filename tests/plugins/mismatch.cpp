@@ -3,7 +3,7 @@
 
 namespace {
 const char* const kArchs[] = {"otherarch"};
-const archreg_plugin_v1 kMismatch = {ARCHREG_PLUGIN_ABI_VERSION, "mismatch", kArchs, 1, nullptr, 0, nullptr};
+const archreg_plugin_v2 kMismatch = {ARCHREG_PLUGIN_ABI_VERSION, "mismatch", kArchs, 1, nullptr, 0, nullptr, nullptr};
 }  // namespace
 
 ARCHREG_EXPORT_PLUGIN(kMismatch)

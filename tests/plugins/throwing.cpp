@@ -6,7 +6,7 @@
 #include "plugin/abi.h"
 
 namespace throwing_plugin {
-extern "C" const archreg_plugin_v1* archreg_plugin_entry() { throw std::runtime_error("registration exploded"); }
+extern "C" const archreg_plugin_v2* archreg_plugin_entry() { throw std::runtime_error("registration exploded"); }
 }  // namespace throwing_plugin
 
 BOOST_DLL_ALIAS(throwing_plugin::archreg_plugin_entry, archreg_plugin)

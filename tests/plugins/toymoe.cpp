@@ -3,4 +3,4 @@
 // refused at load.
 #include "plugin/export.hpp"
 
-ARCHREG_DEFINE_PLUGIN("toymoe", nullptr, "ffn_gate_up_exps")
+ARCHREG_DEFINE_PLUGIN("toymoe", nullptr, nullptr, "ffn_gate_up_exps")

@@ -4,7 +4,7 @@
 
 namespace {
 const char* const kArchs[] = {ARCHREG_PLUGIN_ARCHS};
-const archreg_plugin_v1 kFromTheFuture = {999, "wrong-abi", kArchs, 1, nullptr, 0, nullptr};
+const archreg_plugin_v2 kFromTheFuture = {999, "wrong-abi", kArchs, 1, nullptr, 0, nullptr, nullptr};
 }  // namespace
 
 ARCHREG_EXPORT_PLUGIN(kFromTheFuture)

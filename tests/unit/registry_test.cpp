@@ -72,7 +72,13 @@ TEST(Registry, UnknownArchListsTheKnownOnes) {
 TEST(Registry, RefusesAPluginOfAnotherAbiVersionNamingBothVersions) {
   Registry registry = make({kPlugins / "wrong-abi"});
   EXPECT_THAT(open_error(registry, "toymoe"),
-              AllOf(HasSubstr("archreg-wrong-abi.so"), HasSubstr("plugin ABI version 999"), HasSubstr("speaks version 1")));
+              AllOf(HasSubstr("archreg-wrong-abi.so"), HasSubstr("plugin ABI version 999"), HasSubstr("speaks version 2")));
+}
+
+TEST(Registry, RefusesAVersionOnePluginNamingBothVersions) {
+  Registry registry = make({kPlugins / "old-abi"});
+  EXPECT_THAT(open_error(registry, "toymoe"),
+              AllOf(HasSubstr("archreg-old-abi.so"), HasSubstr("plugin ABI version 1,"), HasSubstr("speaks version 2")));
 }
 
 TEST(Registry, RefusesALibraryWithoutTheEntryPoint) {
@@ -95,8 +101,14 @@ TEST(Registry, RefusesALibraryThatCannotBeOpened) {
   EXPECT_THAT(open_error(registry, "toymoe"), AllOf(HasSubstr("archreg-garbage.so"), HasSubstr("cannot open the plugin")));
 }
 
-TEST(Registry, TwoPluginsForOneArchIsAnError) {
-  Registry registry = make({kPlugins / "toy", kPlugins / "duplicate"});
+TEST(Registry, TwoPluginsForOneArchInOneDirectoryIsAnError) {
+  testing::TempDir dir;
+  for (const auto& [from, name] : {std::pair{kPlugins / "toy", "archreg-toymoe"}, std::pair{kPlugins / "duplicate", "archreg-toymoe-again"}}) {
+    for (const char* extension : {".archs", ".so"}) {
+      std::filesystem::create_symlink(from / (std::string(name) + extension), dir / (std::string(name) + extension));
+    }
+  }
+  Registry registry = make({dir.path()});
   const ArchInfo info = registry.info("toymoe");
   EXPECT_EQ(info.state, ArchState::kBroken);
   ASSERT_EQ(info.problems.size(), 1u);
@@ -104,14 +116,17 @@ TEST(Registry, TwoPluginsForOneArchIsAnError) {
   EXPECT_THAT(open_error(registry, "toymoe"), HasSubstr("claimed by 2 plugins"));
 }
 
-TEST(Registry, TwoSpecsForOneArchIsAnError) {
+TEST(Registry, TheFirstDirectoryWinsForTwoPluginsOrSpecsOfOneArch) {
+  // Searched in order, like PATH: a user's directory overrides a default one (tests of the
+  // shadowing itself: hostile_files_test.cpp).
   testing::TempDir dir;
   std::filesystem::copy_file(kToySpecs / "toymoe.yaml", dir / "toymoe.yaml");
-  Registry registry = make({}, {kToySpecs, dir.path()});
+  Registry registry = make({kPlugins / "toy", kPlugins / "duplicate"}, {kToySpecs, dir.path()});
   const ArchInfo info = registry.info("toymoe");
-  EXPECT_EQ(info.state, ArchState::kBroken);
-  EXPECT_THAT(info.problems, ElementsAre(HasSubstr("claimed by 2 specs")));
-  EXPECT_THROW(registry.spec("toymoe"), RegistryError);
+  EXPECT_EQ(info.state, ArchState::kRunnable);
+  EXPECT_EQ(info.spec_file, kToySpecs / "toymoe.yaml");
+  EXPECT_THAT(info.shadowed_specs, ElementsAre(dir / "toymoe.yaml"));
+  EXPECT_EQ(info.plugin_file->filename(), "archreg-toymoe.so");
 }
 
 TEST(Registry, PluginWithoutSpecIsAnError) {
