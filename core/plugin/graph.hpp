@@ -157,6 +157,8 @@ struct AttentionConfig {
   int64_t n_head_kv = 0;
   int64_t head_dim = 0;
   float eps = 1e-6f;  // for the Q/K norms
+  // Q/K norms over the whole projection (OLMoE) instead of over each head (Qwen3).
+  bool qk_norm_whole = false;
   archreg_rope_options rope{};
   archreg_attention_options attention{};
 };
@@ -166,16 +168,45 @@ inline Tensor self_attention(const Graph& g, int32_t il, Tensor x, const Attenti
   Tensor q = g.linear(g.require("attn_q.weight", il), g.weight("attn_q.bias", il), x);
   Tensor k = g.linear(g.require("attn_k.weight", il), g.weight("attn_k.bias", il), x);
   Tensor v = g.linear(g.require("attn_v.weight", il), g.weight("attn_v.bias", il), x);
+  Tensor q_norm = g.weight("attn_q_norm.weight", il);
+  Tensor k_norm = g.weight("attn_k_norm.weight", il);
+  if (c.qk_norm_whole) {
+    if (q_norm != nullptr) q = g.rms_norm(q, q_norm, c.eps);
+    if (k_norm != nullptr) k = g.rms_norm(k, k_norm, c.eps);
+  }
   q = g.reshape(q, c.head_dim, c.n_head, n);
   k = g.reshape(k, c.head_dim, c.n_head_kv, n);
   v = g.reshape(v, c.head_dim, c.n_head_kv, n);
-  if (Tensor qn = g.weight("attn_q_norm.weight", il)) q = g.rms_norm(q, qn, c.eps);
-  if (Tensor kn = g.weight("attn_k_norm.weight", il)) k = g.rms_norm(k, kn, c.eps);
+  if (!c.qk_norm_whole) {
+    if (q_norm != nullptr) q = g.rms_norm(q, q_norm, c.eps);
+    if (k_norm != nullptr) k = g.rms_norm(k, k_norm, c.eps);
+  }
   q = g.named(g.rope(q, c.rope), "Qcur", il);
   k = g.named(g.rope(k, c.rope), "Kcur", il);
   Tensor a = g.attention(il, q, k, v, c.attention);
   a = g.reshape(a, c.head_dim * c.n_head, n);
   return g.named(g.linear(g.require("attn_output.weight", il), g.weight("attn_output.bias", il), a), "attn_out", il);
+}
+
+// The routed experts of a layer by the standard names (ffn_gate_inp, ffn_*_exps, biases,
+// exp_probs_b), run with `options`.
+inline Tensor routed_experts(const Graph& g, int32_t il, Tensor x, archreg_moe_options options) {
+  archreg_moe_weights w{};
+  w.router = g.require("ffn_gate_inp.weight", il);
+  w.router_bias = g.weight("ffn_gate_inp.bias", il);
+  w.selection_bias = g.weight("exp_probs_b.bias", il);
+  w.experts = ffn_weights(g, il, "_exps");
+  return g.moe(x, w, options);
+}
+
+// llama.cpp's expert_gating_func key: 1 softmax, 2 sigmoid, 3 softmax over the chosen.
+inline uint32_t gating_from_key(int64_t value, uint32_t fallback) {
+  switch (value) {
+    case 1: return ARCHREG_GATING_SOFTMAX;
+    case 2: return ARCHREG_GATING_SIGMOID;
+    case 3: return ARCHREG_GATING_SOFTMAX_TOPK;
+    default: return fallback;
+  }
 }
 
 // The final norm and the logits of the rows the runtime wants; `output` falls back to the

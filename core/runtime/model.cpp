@@ -273,6 +273,7 @@ std::optional<double> Model::hparam_float(std::string_view name, int32_t layer) 
           if (layer < 0 || static_cast<uint64_t>(layer) >= value->size()) return std::nullopt;
           return (*value)[static_cast<uint64_t>(layer)].as_number();
         }
+        if (value->type() == gguf::ValueType::kBool) return value->get<bool>() ? 1.0 : 0.0;
         return value->as_number();
       } catch (const gguf::Error&) {
         return std::nullopt;

@@ -1,6 +1,49 @@
-// The glm4moe plugin: GLM-4.5/4.6 MoE (NextN layers included).
-// Plugin ABI v1 declares which fusable groups the forward pass (ABI v2, with the runtime) runs
-// fused: both, since the runtime binds the logical tensors over fused or unfused storage.
+// The glm4moe plugin: GLM-4.5/4.6 MoE, as llama.cpp's src/models/glm4-moe.cpp — dense leading
+// layers, then sigmoid-routed experts with a selection bias plus shared experts; partial NeoX
+// RoPE, optional per-head Q/K norms, a post-attention norm before the FFN. The NextN
+// (multi-token prediction) blocks after the trunk are not part of the forward pass.
 #include "plugin/export.hpp"
+#include "plugin/graph.hpp"
 
-ARCHREG_DEFINE_PLUGIN("glm4moe", nullptr, nullptr, "attn_qkv", "ffn_gate_up_exps")
+namespace {
+
+using archreg::plugin::Graph;
+using archreg::plugin::Tensor;
+
+int build(const archreg_graph_api_v2* api, archreg_graph* graph, const char*) {
+  return archreg::plugin::guarded_build(api, graph, [](const Graph& g) {
+    const int32_t n_layer = static_cast<int32_t>(g.hparam("n_layer"));
+    const int64_t n_dense_lead = g.hparam("n_dense_lead");
+    const float eps = g.hparam_f("rms_eps", 1e-5);
+    Tensor x = g.embed(g.require("token_embd.weight"));
+    for (int32_t il = 0; il < n_layer; ++il) {
+      archreg::plugin::AttentionConfig attn;
+      attn.n_head = g.hparam("n_head", il);
+      attn.n_head_kv = g.hparam("n_head_kv", il);
+      attn.head_dim = g.hparam("head_dim_k");
+      attn.eps = eps;
+      attn.rope = archreg::plugin::standard_rope(g, ARCHREG_ROPE_NEOX, static_cast<int32_t>(g.hparam("n_rot")));
+      Tensor h = g.rms_norm(x, g.require("attn_norm.weight", il), eps);
+      x = g.add(x, archreg::plugin::self_attention(g, il, h, attn));
+      h = g.rms_norm(x, g.require("post_attention_norm.weight", il), eps);
+      Tensor ffn = nullptr;
+      if (il < n_dense_lead) {
+        ffn = g.ffn(h, archreg::plugin::ffn_weights(g, il));
+      } else {
+        archreg_moe_options o{};
+        o.n_expert_used = static_cast<int32_t>(g.hparam("n_expert_used"));
+        o.gating = archreg::plugin::gating_from_key(g.hparam("expert_gating_func", -1, 2), ARCHREG_GATING_SIGMOID);
+        o.normalize = g.hparam_f("expert_weights_norm", 0.0) != 0.0f ? 1 : 0;
+        o.weight_scale = g.hparam_f("expert_weights_scale", 1.0);
+        ffn = archreg::plugin::routed_experts(g, il, h, o);
+        if (g.weight("ffn_up_shexp.weight", il) != nullptr) ffn = g.add(ffn, g.ffn(h, archreg::plugin::ffn_weights(g, il, "_shexp")));
+      }
+      x = g.named(g.add(x, g.named(ffn, "ffn_out", il)), "l_out", il);
+    }
+    archreg::plugin::standard_logits(g, x, eps);
+  });
+}
+
+}  // namespace
+
+ARCHREG_DEFINE_PLUGIN("glm4moe", nullptr, build, "attn_qkv", "ffn_gate_up_exps")
