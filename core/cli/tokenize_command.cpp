@@ -2,6 +2,7 @@
 // [--no-bos-eos] [--chat-template NAME | --chat-template-file FILE]`: the token ids llama.cpp
 // would give for a text, from the model's own vocabulary; with --chat, for a conversation
 // rendered with the model's chat template.
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -104,6 +105,7 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
     std::string chat;
     std::string chat_template;
     std::string chat_template_file;
+    bool stats = false;
   };
   auto options = std::make_shared<Options>();
   command->add_option("MODEL", options->model, "GGUF file with a tokenizer.ggml.* vocabulary")->required();
@@ -131,13 +133,19 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
   command->add_flag("--special", options->special, "Turn the text of control tokens into those tokens (llama.cpp's parse_special)");
   command->add_flag("--no-bos-eos", options->no_bos_eos, "Do not add the BOS/EOS tokens the metadata asks for");
   command->add_flag("--json", options->json, "Print {\"ids\": [...], \"pieces\": [...]}");
+  command->add_flag("--stats", options->stats,
+                    "Print only {\"bytes\", \"tokens\", \"load_ms\", \"tokenize_ms\"} (for benchmarks)");
   command->callback([options, &exit_code, text_option, file_option, batch_option, chat_option] {
     try {
       if (text_option->count() + file_option->count() + batch_option->count() + chat_option->count() == 0) {
         throw CLI::ValidationError("archreg tokenize", "give TEXT, -f FILE, --batch FILE or --chat FILE");
       }
+      using Clock = std::chrono::steady_clock;
+      const auto ms_since = [](Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); };
+      const auto load_start = Clock::now();
       const gguf::Reader reader = gguf::Reader::open(options->model);
       const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(reader);
+      const double load_ms = ms_since(load_start);
       for (const std::string& warning : tokenizer.warnings()) fmt::print(stderr, "archreg tokenize: warning: {}\n", gguf::printable(warning));
       const bool add_special = !options->no_bos_eos;
       if (batch_option->count() > 0) {
@@ -153,7 +161,14 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
         input = file_option->count() > 0 ? read_file(options->file) : options->text;
       }
       const bool special = options->special || chat_option->count() > 0;
+      const auto tokenize_start = Clock::now();
       const std::vector<int32_t> ids = tokenizer.encode(input, add_special, special);
+      const double tokenize_ms = ms_since(tokenize_start);
+      if (options->stats) {
+        fmt::print("{}\n", json{{"bytes", input.size()}, {"tokens", ids.size()}, {"load_ms", load_ms}, {"tokenize_ms", tokenize_ms}}.dump());
+        exit_code = kExitOk;
+        return;
+      }
       if (options->json) {
         json pieces = json::array();
         for (int32_t id : ids) pieces.push_back(gguf::printable(tokenizer.piece(id, true), gguf::Escape::kJson));

@@ -51,7 +51,24 @@ bool one_of(std::string_view text, const std::string_view (&list)[N]) {
   return std::find(std::begin(list), std::end(list), text) != std::end(list);
 }
 
-// Open-addressing hash from token text to id over the vocabulary's own storage.
+// A fast, well-mixed hash of a token's bytes (8 at a time).
+inline uint64_t hash_bytes(std::string_view text) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (text.size() * 0xff51afd7ed558ccdull);
+  size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    uint64_t word = 0;
+    std::memcpy(&word, text.data() + i, 8);
+    h = (h ^ word) * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 31;
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, text.data() + i, text.size() - i);
+  h = (h ^ tail) * 0x94d049bb133111ebull;
+  return h ^ (h >> 29);
+}
+
+// Open-addressing hash from token text to id over the vocabulary's own storage. Each slot keeps
+// 32 bits of the hash beside the id, so a probe touches the token text only on a likely match.
 class TextIndex {
  public:
   void build(const std::string& arena, const std::vector<uint32_t>& offsets) {
@@ -60,42 +77,45 @@ class TextIndex {
     const size_t n = offsets.size() - 1;
     size_t capacity = 16;
     while (capacity < n * 2) capacity <<= 1;
-    slots_.assign(capacity, kNoToken);
+    slots_.assign(capacity, Slot{0, kNoToken});
     mask_ = capacity - 1;
   }
   // Inserts id; returns the id already holding the same text, or kNoToken.
   int32_t insert(int32_t id) {
     const std::string_view text = view(id);
-    for (size_t slot = hash(text) & mask_;; slot = (slot + 1) & mask_) {
-      if (slots_[slot] == kNoToken) {
-        slots_[slot] = id;
+    const uint64_t h = hash_bytes(text);
+    const auto tag = static_cast<uint32_t>(h >> 32);
+    for (size_t slot = h & mask_;; slot = (slot + 1) & mask_) {
+      if (slots_[slot].id == kNoToken) {
+        slots_[slot] = {tag, id};
         return kNoToken;
       }
-      if (view(slots_[slot]) == text) return slots_[slot];
+      if (slots_[slot].tag == tag && view(slots_[slot].id) == text) return slots_[slot].id;
     }
   }
   int32_t find(std::string_view text) const {
     if (slots_.empty()) return kNoToken;
-    for (size_t slot = hash(text) & mask_;; slot = (slot + 1) & mask_) {
-      const int32_t id = slots_[slot];
-      if (id == kNoToken) return kNoToken;
-      if (view(id) == text) return id;
+    const uint64_t h = hash_bytes(text);
+    const auto tag = static_cast<uint32_t>(h >> 32);
+    for (size_t slot = h & mask_;; slot = (slot + 1) & mask_) {
+      const Slot& s = slots_[slot];
+      if (s.id == kNoToken) return kNoToken;
+      if (s.tag == tag && view(s.id) == text) return s.id;
     }
   }
 
  private:
-  static size_t hash(std::string_view text) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
-    return static_cast<size_t>(h ^ (h >> 29));
-  }
+  struct Slot {
+    uint32_t tag;
+    int32_t id;
+  };
   std::string_view view(int32_t id) const {
     const auto i = static_cast<size_t>(id);
     return std::string_view(*arena_).substr((*offsets_)[i], (*offsets_)[i + 1] - (*offsets_)[i]);
   }
   const std::string* arena_ = nullptr;
   const std::vector<uint32_t>* offsets_ = nullptr;
-  std::vector<int32_t> slots_;
+  std::vector<Slot> slots_;
   size_t mask_ = 0;
 };
 
