@@ -2,6 +2,11 @@
 #include <cstdio>
 
 #include "plugin/export.hpp"
+#include "plugin/graph.hpp"
+
+namespace deepseek2 {
+void forward(const archreg::plugin::Graph& g);  // forward.cpp
+}
 
 namespace {
 
@@ -30,7 +35,11 @@ int check_gating(const archreg_host_v2* host, archreg_check_context* context, co
   return 0;
 }
 
+int build(const archreg_graph_api_v2* api, archreg_graph* graph, const char*) {
+  return archreg::plugin::guarded_build(api, graph, [](const archreg::plugin::Graph& g) { deepseek2::forward(g); });
+}
+
 }  // namespace
 
 // MLA has no separate Q/K/V projections, so gate+up experts is the only fusable group.
-ARCHREG_DEFINE_PLUGIN("deepseek2", check_gating, nullptr, "ffn_gate_up_exps")
+ARCHREG_DEFINE_PLUGIN("deepseek2", check_gating, build, "ffn_gate_up_exps")
