@@ -81,9 +81,9 @@ class TextIndex {
     mask_ = capacity - 1;
   }
   // Inserts id; returns the id already holding the same text, or kNoToken.
-  int32_t insert(int32_t id) {
+  int32_t insert(int32_t id) { return insert_hashed(id, hash_bytes(view(id))); }
+  int32_t insert_hashed(int32_t id, uint64_t h) {
     const std::string_view text = view(id);
-    const uint64_t h = hash_bytes(text);
     const auto tag = static_cast<uint32_t>(h >> 32);
     for (size_t slot = h & mask_;; slot = (slot + 1) & mask_) {
       if (slots_[slot].id == kNoToken) {
@@ -93,9 +93,10 @@ class TextIndex {
       if (slots_[slot].tag == tag && view(slots_[slot].id) == text) return slots_[slot].id;
     }
   }
-  int32_t find(std::string_view text) const {
-    if (slots_.empty()) return kNoToken;
-    const uint64_t h = hash_bytes(text);
+  int32_t find(std::string_view text) const { return slots_.empty() ? kNoToken : find_hashed(text, hash_bytes(text)); }
+  // For batched lookups: start loading the slot a later find_hashed(text, h) will read first.
+  void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
+  int32_t find_hashed(std::string_view text, uint64_t h) const {
     const auto tag = static_cast<uint32_t>(h >> 32);
     for (size_t slot = h & mask_;; slot = (slot + 1) & mask_) {
       const Slot& s = slots_[slot];
@@ -144,6 +145,11 @@ class MergeIndex {
       }
       if (keys_[slot] == key) return;
     }
+  }
+  void prefetch(int32_t left, int32_t right) const {
+    const size_t slot = hash(pack(left, right)) & mask_;
+    __builtin_prefetch(&keys_[slot]);
+    __builtin_prefetch(&values_[slot]);
   }
   const Merge* find(int32_t left, int32_t right) const {
     if (keys_.empty() || left < 0 || right < 0) return nullptr;
@@ -334,11 +340,20 @@ void Tokenizer::Impl::load_tokens(const gguf::Reader& reader) {
     ++i;
   }
   index.build(arena, offsets);
-  for (int32_t id = 0; id < static_cast<int32_t>(n_tokens); ++id) {
-    const int32_t previous = index.insert(id);
-    if (previous != kNoToken) {
-      fail(fmt::format("tokenizer.ggml.tokens[{}]", id),
-           fmt::format("duplicate token {} (also token {}); llama.cpp refuses such a vocabulary", quote_text(text(id)), previous));
+  constexpr int32_t kBatch = 64;  // prefetch a batch's slots before inserting (see load_merges)
+  uint64_t hashes[kBatch];
+  for (int32_t first = 0; first < static_cast<int32_t>(n_tokens); first += kBatch) {
+    const int32_t last = std::min(first + kBatch, static_cast<int32_t>(n_tokens));
+    for (int32_t id = first; id < last; ++id) {
+      hashes[id - first] = hash_bytes(text(id));
+      index.prefetch(hashes[id - first]);
+    }
+    for (int32_t id = first; id < last; ++id) {
+      const int32_t previous = index.insert_hashed(id, hashes[id - first]);
+      if (previous != kNoToken) {
+        fail(fmt::format("tokenizer.ggml.tokens[{}]", id),
+             fmt::format("duplicate token {} (also token {}); llama.cpp refuses such a vocabulary", quote_text(text(id)), previous));
+      }
     }
   }
 
@@ -402,26 +417,59 @@ void Tokenizer::Impl::load_merges(const gguf::Reader& reader) {
   if (!list->is_array() || list->element_type() != ValueType::kString) fail("key 'tokenizer.ggml.merges'", "is not an array of strings");
   if (list->size() >= (uint64_t{1} << 31)) fail("key 'tokenizer.ggml.merges'", "has too many merges");
   merges.reserve(static_cast<size_t>(list->size()));
+  // Resolved in batches: the three lookups of each merge (left, right, joined) miss the cache,
+  // so the slots of a whole batch are prefetched before any is read.
+  constexpr size_t kBatch = 64;
+  struct Pending {
+    std::string_view merge, first, second;
+    size_t joined_begin, joined_length;
+    uint64_t hashes[3];
+    int32_t ids[3];
+  };
+  std::vector<Pending> batch;
+  batch.reserve(kBatch);
   std::string joined;
   int32_t rank = 0;
+  const auto resolve = [&] {
+    for (Pending& p : batch) {
+      p.hashes[0] = hash_bytes(p.first);
+      p.hashes[1] = hash_bytes(p.second);
+      p.hashes[2] = hash_bytes(std::string_view(joined).substr(p.joined_begin, p.joined_length));
+      for (uint64_t h : p.hashes) index.prefetch(h);
+    }
+    for (Pending& p : batch) {
+      const std::string_view whole = std::string_view(joined).substr(p.joined_begin, p.joined_length);
+      p.ids[0] = index.find_hashed(p.first, p.hashes[0]);
+      p.ids[1] = index.find_hashed(p.second, p.hashes[1]);
+      p.ids[2] = index.find_hashed(whole, p.hashes[2]);
+      for (const auto& [part, id] : {std::pair{p.first, p.ids[0]}, std::pair{p.second, p.ids[1]}, std::pair{whole, p.ids[2]}}) {
+        if (id == kNoToken) {
+          fail(fmt::format("tokenizer.ggml.merges[{}]", rank + static_cast<int32_t>(&p - batch.data())),
+               fmt::format("merge {} refers to {}, which is not in tokenizer.ggml.tokens", quote_text(p.merge), quote_text(part)));
+        }
+      }
+      merges.prefetch(p.ids[0], p.ids[1]);
+    }
+    for (const Pending& p : batch) {
+      merges.insert(p.ids[0], p.ids[1], {rank, p.ids[2]});
+      ++rank;
+    }
+    batch.clear();
+    joined.clear();
+  };
   for (Value entry : *list) {
     const std::string_view merge = entry.as_string();
     const size_t space = merge.size() > 1 ? merge.find(' ', 1) : std::string_view::npos;
-    const auto subject = [&] { return fmt::format("tokenizer.ggml.merges[{}]", rank); };
-    if (space == std::string_view::npos) fail(subject(), fmt::format("merge {} is not two tokens separated by a space", quote_text(merge)));
-    const std::string_view first = merge.substr(0, space), second = merge.substr(space + 1);
-    const int32_t left = index.find(first), right = index.find(second);
-    joined.assign(first);
-    joined += second;
-    const int32_t result = index.find(joined);
-    for (const auto& [part, id] : {std::pair{first, left}, std::pair{second, right}, std::pair{std::string_view(joined), result}}) {
-      if (id == kNoToken) {
-        fail(subject(), fmt::format("merge {} refers to {}, which is not in tokenizer.ggml.tokens", quote_text(merge), quote_text(part)));
-      }
+    if (space == std::string_view::npos) {
+      resolve();
+      fail(fmt::format("tokenizer.ggml.merges[{}]", rank), fmt::format("merge {} is not two tokens separated by a space", quote_text(merge)));
     }
-    merges.insert(left, right, {rank, result});
-    ++rank;
+    const size_t begin = joined.size();
+    joined.append(merge.substr(0, space)).append(merge.substr(space + 1));
+    batch.push_back({merge, merge.substr(0, space), merge.substr(space + 1), begin, joined.size() - begin, {}, {}});
+    if (batch.size() == kBatch) resolve();
   }
+  resolve();
 }
 
 void Tokenizer::Impl::load_special_ids(const gguf::Reader& reader) {

@@ -10,7 +10,8 @@
    checked equal before any time is reported. Best of --rounds.
 2. Load: the 150k-token vocabulary (151,643 tokens and ~150k merges, Qwen2-sized) loaded by
    archreg (Reader::open + Tokenizer::from_gguf, timed inside `archreg tokenize --stats`) and by
-   llama.cpp (Llama(vocab_only=True): file open, metadata, vocab load; timed in process).
+   llama.cpp (llama_model_load_from_file with vocab_only: file open, metadata, vocab load; timed in
+   process, so without the process start that the archreg figure does not include either).
 
 Usage: tests/bench/bench_tokenizer.py [--archreg build/release/core/archreg] [--mb 4] [--rounds 3]
                                       [--json OUT.json]
@@ -95,9 +96,13 @@ model, text_path, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 llama_cpp.llama_backend_init()
 loads = []
 for _ in range(rounds):
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
     t = time.perf_counter()
-    llm = llama_cpp.Llama(model_path=model, vocab_only=True, verbose=False)
+    handle = llama_cpp.llama_model_load_from_file(model.encode(), params)
     loads.append((time.perf_counter() - t) * 1e3)
+    llama_cpp.llama_model_free(handle)
+llm = llama_cpp.Llama(model_path=model, vocab_only=True, verbose=False)
 data = open(text_path, "rb").read()
 times, ids = [], None
 for _ in range(rounds):
