@@ -2,16 +2,16 @@
 // [--no-bos-eos] [--chat-template NAME | --chat-template-file FILE]`: the token ids llama.cpp
 // would give for a text, from the model's own vocabulary; with --chat, for a conversation
 // rendered with the model's chat template.
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <memory>
-#include <string>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "gguf/reader.hpp"
@@ -57,7 +57,8 @@ void run_batch(const text::Tokenizer& tokenizer, const std::string& path, bool a
     json result;
     try {
       const json request = json::parse(line);
-      const std::string input = request.contains("hex") ? from_hex(request.at("hex").get<std::string>()) : request.at("text").get<std::string>();
+      const std::string input =
+          request.contains("hex") ? from_hex(request.at("hex").get<std::string>()) : request.at("text").get<std::string>();
       const std::vector<int32_t> ids = tokenizer.encode(input, add_special, special);
       result["ids"] = ids;
       result["decoded_hex"] = to_hex(tokenizer.decode(ids, false, special));
@@ -84,8 +85,8 @@ std::string render_chat(const gguf::Reader& reader, const std::string& path, con
     messages.push_back({message.at("role").get<std::string>(), message.at("content").get<std::string>()});
   }
   const bool add_generation_prompt = request.value("add_generation_prompt", true);
-  const text::ChatTemplate chat = !jinja_file.empty() ? text::ChatTemplate::from_name_or_jinja(read_file(jinja_file))
-                                                      : text::ChatTemplate::from_gguf(reader, name);
+  const text::ChatTemplate chat =
+      !jinja_file.empty() ? text::ChatTemplate::from_name_or_jinja(read_file(jinja_file)) : text::ChatTemplate::from_gguf(reader, name);
   family = std::string(chat.family());
   return chat.apply(messages, add_generation_prompt);
 }
@@ -111,19 +112,19 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
   command->add_option("MODEL", options->model, "GGUF file with a tokenizer.ggml.* vocabulary")->required();
   auto* text_option = command->add_option("TEXT", options->text, "Text to tokenize");
   auto* file_option = command->add_option("-f,--file", options->file, "Tokenize the bytes of this file");
-  auto* batch_option = command->add_option("--batch", options->batch,
-                                           "JSON lines, each {\"text\": ...} or {\"hex\": ...}: one JSON result line each");
+  auto* batch_option =
+      command->add_option("--batch", options->batch, "JSON lines, each {\"text\": ...} or {\"hex\": ...}: one JSON result line each");
   auto* chat_option = command->add_option("--chat", options->chat,
                                           "JSON {\"messages\": [{\"role\", \"content\"}...], \"add_generation_prompt\": true}: "
                                           "render it with the chat template, then tokenize (control tokens parsed)");
-  auto* template_option = command->add_option("--chat-template", options->chat_template,
-                                              "Chat template family instead of the model's (" + [] {
-                                                std::string names;
-                                                for (std::string_view name : text::chat_template_names()) names += (names.empty() ? "" : ", ") + std::string(name);
-                                                return names;
-                                              }() + ")");
-  auto* template_file_option = command->add_option("--chat-template-file", options->chat_template_file,
-                                                   "A Jinja chat template to recognise instead of the model's");
+  auto* template_option = command->add_option(
+      "--chat-template", options->chat_template, "Chat template family instead of the model's (" + [] {
+        std::string names;
+        for (std::string_view name : text::chat_template_names()) names += (names.empty() ? "" : ", ") + std::string(name);
+        return names;
+      }() + ")");
+  auto* template_file_option =
+      command->add_option("--chat-template-file", options->chat_template_file, "A Jinja chat template to recognise instead of the model's");
   template_option->excludes(template_file_option);
   template_option->needs(chat_option);
   template_file_option->needs(chat_option);
@@ -133,8 +134,7 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
   command->add_flag("--special", options->special, "Turn the text of control tokens into those tokens (llama.cpp's parse_special)");
   command->add_flag("--no-bos-eos", options->no_bos_eos, "Do not add the BOS/EOS tokens the metadata asks for");
   command->add_flag("--json", options->json, "Print {\"ids\": [...], \"pieces\": [...]}");
-  command->add_flag("--stats", options->stats,
-                    "Print only {\"bytes\", \"tokens\", \"load_ms\", \"tokenize_ms\"} (for benchmarks)");
+  command->add_flag("--stats", options->stats, "Print only {\"bytes\", \"tokens\", \"load_ms\", \"tokenize_ms\"} (for benchmarks)");
   command->callback([options, &exit_code, text_option, file_option, batch_option, chat_option] {
     try {
       if (text_option->count() + file_option->count() + batch_option->count() + chat_option->count() == 0) {
@@ -146,7 +146,8 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
       const gguf::Reader reader = gguf::Reader::open(options->model);
       const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(reader);
       const double load_ms = ms_since(load_start);
-      for (const std::string& warning : tokenizer.warnings()) fmt::print(stderr, "archreg tokenize: warning: {}\n", gguf::printable(warning));
+      for (const std::string& warning : tokenizer.warnings())
+        fmt::print(stderr, "archreg tokenize: warning: {}\n", gguf::printable(warning));
       const bool add_special = !options->no_bos_eos;
       if (batch_option->count() > 0) {
         run_batch(tokenizer, options->batch, add_special, options->special);
@@ -165,7 +166,8 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
       const std::vector<int32_t> ids = tokenizer.encode(input, add_special, special);
       const double tokenize_ms = ms_since(tokenize_start);
       if (options->stats) {
-        fmt::print("{}\n", json{{"bytes", input.size()}, {"tokens", ids.size()}, {"load_ms", load_ms}, {"tokenize_ms", tokenize_ms}}.dump());
+        fmt::print("{}\n",
+                   json{{"bytes", input.size()}, {"tokens", ids.size()}, {"load_ms", load_ms}, {"tokenize_ms", tokenize_ms}}.dump());
         exit_code = kExitOk;
         return;
       }

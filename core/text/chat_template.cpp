@@ -1,9 +1,9 @@
 #include "text/chat_template.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
-
-#include <fmt/format.h>
 
 #include "gguf/error.hpp"
 #include "gguf/reader.hpp"
@@ -50,14 +50,17 @@ ChatTemplate ChatTemplate::from_name_or_jinja(std::string_view name) {
   if (name == kRaw) return ChatTemplate(&kRawFamily);
   const std::string_view detected = detect_chat_family(name);
   if (detected.empty()) {
-    throw ChatTemplateError(fmt::format("the chat template is not one llama.cpp recognises; choose one with "
-                                        "--chat-template NAME: {} ('raw' sends the prompt as it is)", options_text()));
+    throw ChatTemplateError(
+        fmt::format("the chat template is not one llama.cpp recognises; choose one with "
+                    "--chat-template NAME: {} ('raw' sends the prompt as it is)",
+                    options_text()));
   }
   const ChatFamily* family = find_family(detected);
   if (family == nullptr || family->style == ChatStyle::kNotRendered) {
-    throw ChatTemplateError(fmt::format("the chat template is of the '{}' family, which archreg does not render; "
-                                        "choose one with --chat-template NAME: {} ('raw' sends the prompt as it is)",
-                                        detected, options_text()));
+    throw ChatTemplateError(
+        fmt::format("the chat template is of the '{}' family, which archreg does not render; "
+                    "choose one with --chat-template NAME: {} ('raw' sends the prompt as it is)",
+                    detected, options_text()));
   }
   return ChatTemplate(family);
 }
@@ -66,15 +69,17 @@ ChatTemplate ChatTemplate::from_gguf(const gguf::Reader& reader, std::string_vie
   if (!override_name.empty()) {
     const ChatFamily* family = find_family(override_name);
     if (override_name != kRaw && (family == nullptr || family->style == ChatStyle::kNotRendered)) {
-      throw ChatTemplateError(fmt::format("unknown chat template '{}'; archreg renders: {}", gguf::printable(override_name), options_text()));
+      throw ChatTemplateError(
+          fmt::format("unknown chat template '{}'; archreg renders: {}", gguf::printable(override_name), options_text()));
     }
     return from_name_or_jinja(override_name);
   }
   const auto jinja = reader.find("tokenizer.chat_template");
   if (!jinja || jinja->type() != gguf::ValueType::kString) {
-    throw ChatTemplateError(fmt::format("{}: key 'tokenizer.chat_template': missing, so the chat format is unknown; choose one "
-                                        "with --chat-template NAME: {} ('raw' sends the prompt as it is)",
-                                        reader.path(), options_text()));
+    throw ChatTemplateError(
+        fmt::format("{}: key 'tokenizer.chat_template': missing, so the chat format is unknown; choose one "
+                    "with --chat-template NAME: {} ('raw' sends the prompt as it is)",
+                    reader.path(), options_text()));
   }
   try {
     return from_name_or_jinja(jinja->as_string());
@@ -101,9 +106,12 @@ std::string ChatTemplate::apply(std::span<const ChatMessage> chat, bool add_ass)
     case ChatStyle::kSystemPromptInst: {
       const std::string space = (variant & kTrailingSpace) ? " " : "";
       for (const ChatMessage& m : chat) {
-        if (m.role == "system") out += "[SYSTEM_PROMPT]" + space + m.content + "[/SYSTEM_PROMPT]";
-        else if (m.role == "user") out += "[INST]" + space + m.content + "[/INST]";
-        else out += space + m.content + "</s>";
+        if (m.role == "system")
+          out += "[SYSTEM_PROMPT]" + space + m.content + "[/SYSTEM_PROMPT]";
+        else if (m.role == "user")
+          out += "[INST]" + space + m.content + "[/INST]";
+        else
+          out += space + m.content + "</s>";
       }
       break;
     }
@@ -179,9 +187,12 @@ std::string ChatTemplate::apply(std::span<const ChatMessage> chat, bool add_ass)
     }
     case ChatStyle::kFullwidthBars:
       for (const ChatMessage& m : chat) {
-        if (m.role == "system") out += m.content + "\n\n";
-        else if (m.role == "user") out += "<｜User｜>" + m.content;
-        else if (m.role == "assistant") out += "<｜Assistant｜>" + m.content + "<｜end▁of▁sentence｜>";
+        if (m.role == "system")
+          out += m.content + "\n\n";
+        else if (m.role == "user")
+          out += "<｜User｜>" + m.content;
+        else if (m.role == "assistant")
+          out += "<｜Assistant｜>" + m.content + "<｜end▁of▁sentence｜>";
       }
       if (add_ass) out += "<｜Assistant｜>";
       break;
@@ -196,14 +207,18 @@ std::string ChatTemplate::apply(std::span<const ChatMessage> chat, bool add_ass)
     case ChatStyle::kUserAssistantColon:
       out += "<|im_start|>";
       for (const ChatMessage& m : chat) {
-        if (m.role == "system") out += m.content + "\n\n";
-        else if (m.role == "user") out += "User: " + m.content + "<end_of_utterance>\n";
-        else out += "Assistant: " + m.content + "<end_of_utterance>\n";
+        if (m.role == "system")
+          out += m.content + "\n\n";
+        else if (m.role == "user")
+          out += "User: " + m.content + "<end_of_utterance>\n";
+        else
+          out += "Assistant: " + m.content + "<end_of_utterance>\n";
       }
       if (add_ass) out += "Assistant:";
       break;
     case ChatStyle::kHarmony:
-      for (const ChatMessage& m : chat) out += "<|start|>" + m.role + "<|message|>" + m.content + (m.role == "assistant" ? "<|return|>" : "<|end|>");
+      for (const ChatMessage& m : chat)
+        out += "<|start|>" + m.role + "<|message|>" + m.content + (m.role == "assistant" ? "<|return|>" : "<|end|>");
       if (add_ass) out += "<|start|>assistant";
       break;
     case ChatStyle::kBeginContent:

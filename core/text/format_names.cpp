@@ -29,11 +29,13 @@ constexpr std::array<TokenizerModelName, 13> kTokenizerModels = {{
 
 // Contractions, letters, 1-3 digits, punctuation with trailing newlines, whitespace.
 constexpr std::string_view kWordsDigits3[] = {
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 };
 // The same with single digits.
 constexpr std::string_view kWordsDigit1[] = {
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 };
 // GPT-2's original split.
 constexpr std::string_view kGpt2[] = {
@@ -60,35 +62,39 @@ constexpr std::string_view kPunctuationRuns[] = {
 constexpr std::string_view kCjkMarks[] = {
     "\\p{N}{1,3}",
     "[一-龥぀-ゟ゠-ヿ]+",
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
+    "?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
 };
 constexpr std::string_view kLatinCjkRanges[] = {
     "[\r\n]",
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-"
+    "ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-"
+    "𐳲𑢠-𑣟𞤀-𞥃]+",
     "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
     "\\s+$",
     "[一-龥ࠀ-一가-퟿]+",
     "\\p{N}+",
 };
 constexpr std::string_view kLettersPunctuationCjk[] = {
-    "[\r\n]",
-    "\\s?\\p{L}+",
-    "\\s?\\p{P}+",
-    "[一-龥ࠀ-一가-퟿]+",
-    "\\p{N}",
+    "[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}",
 };
 // Case-aware words (upper-then-lower runs), as the o200k-style tokenizers split.
 constexpr std::string_view kCaseWordsDigits3[] = {
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^"
+    "\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\\p{N}{1,"
+    "3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 };
 constexpr std::string_view kCaseWordsDigit1[] = {
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]"
+    "))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 };
 constexpr std::string_view kApostropheFirst[] = {
-    "'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+",
+    "'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+",
 };
 constexpr std::string_view kWordsDigit1NoNewlinePunct[] = {
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| "
+    "?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 };
 constexpr std::string_view kNotSeparators[] = {
     " ?[^(\\s|.,!?…。，、।۔،)]+",
@@ -113,7 +119,11 @@ const std::vector<PreTokenizerName>& pre_tokenizers() {
   static const std::vector<PreTokenizerName> table = [] {
     const PreGroup groups[] = {
         {kDefault, true, false, false, false, {"default"}},
-        {kWordsDigits3, true, true, true, false,
+        {kWordsDigits3,
+         true,
+         true,
+         true,
+         false,
          {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"}},
         {kWordsDigits3, true, false, false, false, {"dbrx", "smaug-bpe"}},
         {kWordsDigits3, true, false, false, true, {"chatglm-bpe"}},
@@ -124,12 +134,15 @@ const std::vector<PreTokenizerName>& pre_tokenizers() {
         {kPunctuationRuns, true, false, false, false, {"falcon"}},
         {kGpt2SingleDigits, true, false, false, false, {"starcoder", "refact", "codeshell", "exaone", "minerva-7b", "mellum2"}},
         {kGpt2SingleDigits, false, false, false, false, {"smollm", "command-r"}},
-        {kGpt2, true, false, false, false,
-         {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert",
-          "mpt", "olmo", "jais", "exaone4"}},
+        {kGpt2,
+         true,
+         false,
+         false,
+         false,
+         {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "mpt", "olmo",
+          "jais", "exaone4"}},
         {kGpt2, false, false, false, false, {"trillion", "granite-docling"}},
-        {kWordsDigit1, false, false, false, false,
-         {"qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "hunyuan", "solar-open", "grok-2"}},
+        {kWordsDigit1, false, false, false, false, {"qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "hunyuan", "solar-open", "grok-2"}},
         {kWordsDigit1, true, false, false, false, {"megrez", "stablelm2"}},
         {kNotSeparators, false, false, false, false, {"poro-chat"}},
         {kNotSeparators, true, false, false, false, {"bloom", "gpt3-finnish"}},
@@ -166,26 +179,53 @@ constexpr ChatFamily kChatFamilies[] = {
     {"phi4", ChatStyle::kImSep},
     {"falcon3", ChatStyle::kRolePipesNewline},
     {"zephyr", ChatStyle::kRolePipesEndOfText},
-    {"monarch", kNo}, {"gemma", ChatStyle::kStartOfTurn}, {"orion", kNo}, {"openchat", kNo}, {"vicuna", kNo},
-    {"vicuna-orca", kNo}, {"deepseek", kNo}, {"deepseek2", kNo},
+    {"monarch", kNo},
+    {"gemma", ChatStyle::kStartOfTurn},
+    {"orion", kNo},
+    {"openchat", kNo},
+    {"vicuna", kNo},
+    {"vicuna-orca", kNo},
+    {"deepseek", kNo},
+    {"deepseek2", kNo},
     {"deepseek3", ChatStyle::kFullwidthBars},
-    {"deepseek-ocr", kNo}, {"command-r", kNo},
+    {"deepseek-ocr", kNo},
+    {"command-r", kNo},
     {"llama3", ChatStyle::kHeaderIdEot},
-    {"chatglm3", kNo}, {"chatglm4", kNo}, {"glmedge", kNo}, {"minicpm", kNo}, {"exaone3", kNo}, {"exaone4", kNo},
-    {"exaone-moe", kNo}, {"rwkv-world", kNo}, {"granite", kNo}, {"granite-4.0", kNo}, {"granite-4.1", kNo},
-    {"gigachat", kNo}, {"megrez", kNo}, {"yandex", kNo}, {"bailing", kNo}, {"bailing-think", kNo}, {"bailing2", kNo},
+    {"chatglm3", kNo},
+    {"chatglm4", kNo},
+    {"glmedge", kNo},
+    {"minicpm", kNo},
+    {"exaone3", kNo},
+    {"exaone4", kNo},
+    {"exaone-moe", kNo},
+    {"rwkv-world", kNo},
+    {"granite", kNo},
+    {"granite-4.0", kNo},
+    {"granite-4.1", kNo},
+    {"gigachat", kNo},
+    {"megrez", kNo},
+    {"yandex", kNo},
+    {"bailing", kNo},
+    {"bailing-think", kNo},
+    {"bailing2", kNo},
     {"llama4", ChatStyle::kHeaderStartEot},
     {"smolvlm", ChatStyle::kUserAssistantColon},
     {"hunyuan-moe", kNo},
     {"gpt-oss", ChatStyle::kHarmony},
-    {"hunyuan-dense", kNo}, {"hunyuan-vl", kNo}, {"kimi-k2", kNo}, {"seed_oss", kNo}, {"grok-2", kNo},
+    {"hunyuan-dense", kNo},
+    {"hunyuan-vl", kNo},
+    {"kimi-k2", kNo},
+    {"seed_oss", kNo},
+    {"grok-2", kNo},
     {"pangu-embedded", kNo},
     {"solar-open", ChatStyle::kBeginContent},
 };
 
 }  // namespace
 
-std::span<const TokenizerModelName> tokenizer_models() { return {kTokenizerModels.data(), kTokenizerModels.size() - 1}; }
+std::span<const TokenizerModelName> tokenizer_models() {
+  return {kTokenizerModels.data(), kTokenizerModels.size() - 1};
+}
 
 const PreTokenizerName* find_pre_tokenizer(std::string_view name) {
   const auto& table = pre_tokenizers();
@@ -199,7 +239,9 @@ std::vector<std::string_view> pre_tokenizer_names() {
   return names;
 }
 
-std::span<const ChatFamily> chat_families() { return kChatFamilies; }
+std::span<const ChatFamily> chat_families() {
+  return kChatFamilies;
+}
 
 std::string_view detect_chat_family(std::string_view t) {
   for (const ChatFamily& family : kChatFamilies) {

@@ -28,10 +28,10 @@ std::span<const TokenizerModelName> tokenizer_models();
 struct PreTokenizerName {
   std::string_view name;
   std::span<const std::string_view> patterns;
-  bool clean_spaces = true;    // detokenize: " ?" -> "?" and friends
-  bool ignore_merges = false;  // a word that is itself a token is not split
-  bool add_bos = false;        // overrides the model default (metadata still wins)
-  bool no_default_bos = false; // the default BOS id is unset
+  bool clean_spaces = true;     // detokenize: " ?" -> "?" and friends
+  bool ignore_merges = false;   // a word that is itself a token is not split
+  bool add_bos = false;         // overrides the model default (metadata still wins)
+  bool no_default_bos = false;  // the default BOS id is unset
 };
 // nullptr for a name archreg does not know.
 const PreTokenizerName* find_pre_tokenizer(std::string_view name);
@@ -41,31 +41,31 @@ inline constexpr std::string_view kDefaultPreTokenizer = "default";
 // Chat templates: llama.cpp's built-in family names, the markup each stands for
 // (llm_chat_apply_template), and how llama.cpp recognises a Jinja template.
 enum class ChatStyle {
-  kNotRendered,          // recognised, but archreg does not render it
-  kImStartEnd,           // <|im_start|>role\n...<|im_end|>\n
-  kImSep,                // <|im_start|>role<|im_sep|>...<|im_end|>
-  kInstSys,              // [INST] <<SYS>>...<</SYS>> ... [/INST] (variants below)
-  kInstLeading,          // [INST] ... [/INST] with the variants' spacing
-  kSystemPromptInst,     // [SYSTEM_PROMPT]...[/SYSTEM_PROMPT][INST]...[/INST]
-  kRolePipesEnd,         // <|role|>\n...<|end|>\n
-  kRolePipesNewline,     // <|role|>\n...\n
-  kRolePipesEndOfText,   // <|role|>\n...<|endoftext|>\n
-  kStartOfTurn,          // <start_of_turn>user\n...<end_of_turn>\n, "model" for the assistant
-  kFullwidthBars,        // <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜>
-  kHeaderIdEot,          // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
-  kHeaderStartEot,       // <|header_start|>role<|header_end|>\n\n...<|eot|>
-  kUserAssistantColon,   // <|im_start|>User: ...<end_of_utterance>\n
-  kHarmony,              // <|start|>role<|message|>...<|end|>
-  kBeginContent,         // <|begin|>role<|content|>...<|end|>
+  kNotRendered,         // recognised, but archreg does not render it
+  kImStartEnd,          // <|im_start|>role\n...<|im_end|>\n
+  kImSep,               // <|im_start|>role<|im_sep|>...<|im_end|>
+  kInstSys,             // [INST] <<SYS>>...<</SYS>> ... [/INST] (variants below)
+  kInstLeading,         // [INST] ... [/INST] with the variants' spacing
+  kSystemPromptInst,    // [SYSTEM_PROMPT]...[/SYSTEM_PROMPT][INST]...[/INST]
+  kRolePipesEnd,        // <|role|>\n...<|end|>\n
+  kRolePipesNewline,    // <|role|>\n...\n
+  kRolePipesEndOfText,  // <|role|>\n...<|endoftext|>\n
+  kStartOfTurn,         // <start_of_turn>user\n...<end_of_turn>\n, "model" for the assistant
+  kFullwidthBars,       // <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜>
+  kHeaderIdEot,         // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
+  kHeaderStartEot,      // <|header_start|>role<|header_end|>\n\n...<|eot|>
+  kUserAssistantColon,  // <|im_start|>User: ...<end_of_utterance>\n
+  kHarmony,             // <|start|>role<|message|>...<|end|>
+  kBeginContent,        // <|begin|>role<|content|>...<|end|>
 };
 // Variant bits of kInstSys and kInstLeading / kSystemPromptInst.
 enum ChatVariant : unsigned {
-  kSystemInSys = 1,        // kInstSys: the system message inside <<SYS>>
-  kBosInsideHistory = 2,   // kInstSys: later turns start with <s>
-  kStripContent = 4,       // kInstSys: contents trimmed
-  kLeadingSpace = 8,       // kInstLeading: " [INST]"
-  kTrailingSpace = 16,     // kInstLeading/kSystemPromptInst: "[INST] "
-  kTrimAssistant = 32,     // kInstLeading: assistant contents trimmed
+  kSystemInSys = 1,       // kInstSys: the system message inside <<SYS>>
+  kBosInsideHistory = 2,  // kInstSys: later turns start with <s>
+  kStripContent = 4,      // kInstSys: contents trimmed
+  kLeadingSpace = 8,      // kInstLeading: " [INST]"
+  kTrailingSpace = 16,    // kInstLeading/kSystemPromptInst: "[INST] "
+  kTrimAssistant = 32,    // kInstLeading: assistant contents trimmed
 };
 struct ChatFamily {
   std::string_view name;  // llama.cpp's name, accepted by --chat-template

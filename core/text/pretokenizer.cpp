@@ -17,11 +17,13 @@ using unicode::flags;
 // unicode_regex_split_custom), compared as strings exactly as it does.
 constexpr std::string_view kGpt2Pattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
 constexpr std::string_view kWordsDigits3Pattern =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 constexpr std::string_view kWordsDigits3CaseInsensitivePattern =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 constexpr std::string_view kWordsDigit1Pattern =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 constexpr uint32_t kOutOfRange = 0xFFFFFFFF;
 constexpr uint16_t kWs = unicode::kWhitespace, kLetter = unicode::kLetter, kNumber = unicode::kNumber;
@@ -177,7 +179,9 @@ void split_gpt2(std::span<const uint32_t> cps, size_t begin, size_t end, std::ve
   }
 }
 
-uint32_t ascii_lower(uint32_t cp) { return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp; }
+uint32_t ascii_lower(uint32_t cp) {
+  return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
+}
 
 // The contraction/letters/digits split (llama.cpp's two hand-written splitters for these patterns), with
 // digit runs cut every `max_digits`.
@@ -319,7 +323,8 @@ PreTokenizer::PreTokenizer(std::span<const std::string_view> patterns) {
         std::vector<uint32_t> check;
         unicode::decode(pattern, check);
         for (uint32_t cp : check) {
-          if (cp >= 128) throw std::invalid_argument("pre-tokenizer pattern '" + rule->pattern + "' mixes categories and non-ASCII characters");
+          if (cp >= 128)
+            throw std::invalid_argument("pre-tokenizer pattern '" + rule->pattern + "' mixes categories and non-ASCII characters");
         }
         for (char c : collapse_pattern(pattern)) units.push_back(static_cast<unsigned char>(c));
         needs_collapsed_ = true;
@@ -330,11 +335,11 @@ PreTokenizer::PreTokenizer(std::span<const std::string_view> patterns) {
       }
       int error = 0;
       PCRE2_SIZE error_offset = 0;
-      rule->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(units.data()), units.size(), PCRE2_DOLLAR_ENDONLY, &error,
-                                 &error_offset, nullptr);
+      rule->code =
+          pcre2_compile(reinterpret_cast<PCRE2_SPTR>(units.data()), units.size(), PCRE2_DOLLAR_ENDONLY, &error, &error_offset, nullptr);
       if (rule->code == nullptr) {
-        throw std::invalid_argument("pre-tokenizer pattern '" + rule->pattern + "' does not compile (PCRE2 error " +
-                                    std::to_string(error) + " at " + std::to_string(error_offset) + ")");
+        throw std::invalid_argument("pre-tokenizer pattern '" + rule->pattern + "' does not compile (PCRE2 error " + std::to_string(error) +
+                                    " at " + std::to_string(error_offset) + ")");
       }
       rule->jit = pcre2_jit_compile(rule->code, PCRE2_JIT_COMPLETE) == 0;
     }

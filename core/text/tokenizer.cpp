@@ -1,5 +1,7 @@
 #include "text/tokenizer.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -8,8 +10,6 @@
 #include <queue>
 #include <string>
 #include <unordered_map>
-
-#include <fmt/format.h>
 
 #include "gguf/error.hpp"
 #include "gguf/reader.hpp"
@@ -26,23 +26,41 @@ constexpr std::string_view kSpaceMarker = "\xE2\x96\x81";  // U+2581, SentencePi
 
 // Token texts llama.cpp recognises as end-of-turn, end-of-message and end-of-generation
 // (its vocabulary loader), and marks as control tokens when the file did not.
-constexpr std::string_view kEotTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                                          "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>",
+constexpr std::string_view kEotTexts[] = {"<|eot_id|>",        "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+                                          "<|end_of_text|>",   "<EOT>",      "_<EOT>",  "[EOT]",         "<｜end▁of▁sentence｜>",
                                           "<end_of_utterance>"};
 constexpr std::string_view kEomTexts[] = {"<|eom_id|>"};
-constexpr std::string_view kFimPreTexts[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>",
-                                             "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>"};
-constexpr std::string_view kFimSufTexts[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>",
-                                             "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>"};
-constexpr std::string_view kFimMidTexts[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>",
-                                             "<MID>", "▁<MID>", "<|code_middle|>", "<|middle|>"};
+constexpr std::string_view kFimPreTexts[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",    "<｜fim▁begin｜>",
+                                             "<PRE>",          "▁<PRE>",       "<|code_prefix|>", "<|prefix|>"};
+constexpr std::string_view kFimSufTexts[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",    "<｜fim▁hole｜>",
+                                             "<SUF>",          "▁<SUF>",       "<|code_suffix|>", "<|suffix|>"};
+constexpr std::string_view kFimMidTexts[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",    "<｜fim▁end｜>",
+                                             "<MID>",          "▁<MID>",       "<|code_middle|>", "<|middle|>"};
 constexpr std::string_view kFimPadTexts[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"};
 constexpr std::string_view kFimRepTexts[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"};
 constexpr std::string_view kFimSepTexts[] = {"<|file_sep|>"};
-constexpr std::string_view kEogTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>",
-                                          "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
-                                          "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
-                                          "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~["};
+constexpr std::string_view kEogTexts[] = {"<|eot_id|>",
+                                          "<|im_end|>",
+                                          "<|end|>",
+                                          "<|return|>",
+                                          "<|call|>",
+                                          "<|flush|>",
+                                          "<|calls|>",
+                                          "<end_of_turn>",
+                                          "<|endoftext|>",
+                                          "</s>",
+                                          "<|eom_id|>",
+                                          "<EOT>",
+                                          "_<EOT>",
+                                          "[EOT]",
+                                          "[EOS]",
+                                          "<|end_of_text|>",
+                                          "<end_of_utterance>",
+                                          "<eos>",
+                                          "<turn|>",
+                                          "<|tool_response>",
+                                          "<｜end▁of▁sentence｜>",
+                                          "[e~["};
 // Harmony-format tokens llama.cpp always renders (user-defined rather than control).
 constexpr std::string_view kAlwaysRenderedTexts[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"};
 
@@ -174,7 +192,9 @@ class MergeIndex {
   size_t mask_ = 0;
 };
 
-std::string quote_text(std::string_view text) { return "'" + gguf::printable(text) + "'"; }
+std::string quote_text(std::string_view text) {
+  return "'" + gguf::printable(text) + "'";
+}
 
 }  // namespace
 
@@ -193,10 +213,8 @@ struct Tokenizer::Impl {
   MergeIndex merges;
   std::array<int32_t, 256> byte_tokens{};  // SentencePiece byte fallback, kNoToken when absent
 
-  int32_t bos = kNoToken, eos = kNoToken, eot = kNoToken, eom = kNoToken, unk = kNoToken, sep = kNoToken,
-          pad = kNoToken, mask = kNoToken;
-  int32_t fim_pre = kNoToken, fim_suf = kNoToken, fim_mid = kNoToken, fim_pad = kNoToken, fim_rep = kNoToken,
-          fim_sep = kNoToken;
+  int32_t bos = kNoToken, eos = kNoToken, eot = kNoToken, eom = kNoToken, unk = kNoToken, sep = kNoToken, pad = kNoToken, mask = kNoToken;
+  int32_t fim_pre = kNoToken, fim_suf = kNoToken, fim_mid = kNoToken, fim_pad = kNoToken, fim_rep = kNoToken, fim_sep = kNoToken;
   bool add_space_prefix = false, add_bos = false, add_eos = false, ignore_merges = false, clean_spaces = false;
   std::vector<int32_t> eog;             // ascending
   std::vector<int32_t> special_tokens;  // control, user-defined and unknown tokens, longest first
@@ -247,8 +265,8 @@ void Tokenizer::Impl::load(const gguf::Reader& reader) {
     fail("key 'tokenizer.ggml.model'", fmt::format("unknown tokenizer model {}; archreg tokenizes {}", quote_text(model), supported));
   }
   if (known->kind == VocabKind::kUnsupported) {
-    fail("key 'tokenizer.ggml.model'", fmt::format("tokenizer model {} ({}) is not supported; archreg tokenizes {}",
-                                                   quote_text(model), known->description, supported));
+    fail("key 'tokenizer.ggml.model'",
+         fmt::format("tokenizer model {} ({}) is not supported; archreg tokenizes {}", quote_text(model), known->description, supported));
   }
   kind = known->kind;
 
@@ -310,8 +328,7 @@ void Tokenizer::Impl::load(const gguf::Reader& reader) {
     if (attrs[static_cast<size_t>(id)] & (kAttrControl | kAttrUserDefined | kAttrUnknown)) special_tokens.push_back(id);
   }
   // std::sort, not stable_sort: the same order as llama.cpp's cache for tokens of equal length.
-  std::sort(special_tokens.begin(), special_tokens.end(),
-            [&](int32_t a, int32_t b) { return text(a).size() > text(b).size(); });
+  std::sort(special_tokens.begin(), special_tokens.end(), [&](int32_t a, int32_t b) { return text(a).size() > text(b).size(); });
 }
 
 void Tokenizer::Impl::load_tokens(const gguf::Reader& reader) {
@@ -406,7 +423,8 @@ void Tokenizer::Impl::load_tokens(const gguf::Reader& reader) {
     const std::string_view t = text(id);
     const auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f'); };
     if (t.size() != 6 || t.substr(0, 3) != "<0x" || !hex(t[3]) || !hex(t[4]) || t[5] != '>') {
-      fail(fmt::format("tokenizer.ggml.tokens[{}]", id), fmt::format("token {} has type BYTE but is not of the form <0xXX>", quote_text(t)));
+      fail(fmt::format("tokenizer.ggml.tokens[{}]", id),
+           fmt::format("token {} has type BYTE but is not of the form <0xXX>", quote_text(t)));
     }
   }
 }
@@ -462,7 +480,8 @@ void Tokenizer::Impl::load_merges(const gguf::Reader& reader) {
     const size_t space = merge.size() > 1 ? merge.find(' ', 1) : std::string_view::npos;
     if (space == std::string_view::npos) {
       resolve();
-      fail(fmt::format("tokenizer.ggml.merges[{}]", rank), fmt::format("merge {} is not two tokens separated by a space", quote_text(merge)));
+      fail(fmt::format("tokenizer.ggml.merges[{}]", rank),
+           fmt::format("merge {} is not two tokens separated by a space", quote_text(merge)));
     }
     const size_t begin = joined.size();
     joined.append(merge.substr(0, space)).append(merge.substr(space + 1));
@@ -478,10 +497,10 @@ void Tokenizer::Impl::load_special_ids(const gguf::Reader& reader) {
     int32_t* id;
   };
   const SpecialKey keys[] = {
-      {"tokenizer.ggml.bos_token_id", &bos},      {"tokenizer.ggml.eos_token_id", &eos},
-      {"tokenizer.ggml.eot_token_id", &eot},      {"tokenizer.ggml.eom_token_id", &eom},
-      {"tokenizer.ggml.unknown_token_id", &unk},  {"tokenizer.ggml.seperator_token_id", &sep},
-      {"tokenizer.ggml.padding_token_id", &pad},  {"tokenizer.ggml.mask_token_id", &mask},
+      {"tokenizer.ggml.bos_token_id", &bos},         {"tokenizer.ggml.eos_token_id", &eos},
+      {"tokenizer.ggml.eot_token_id", &eot},         {"tokenizer.ggml.eom_token_id", &eom},
+      {"tokenizer.ggml.unknown_token_id", &unk},     {"tokenizer.ggml.seperator_token_id", &sep},
+      {"tokenizer.ggml.padding_token_id", &pad},     {"tokenizer.ggml.mask_token_id", &mask},
       {"tokenizer.ggml.fim_pre_token_id", &fim_pre}, {"tokenizer.ggml.fim_suf_token_id", &fim_suf},
       {"tokenizer.ggml.fim_mid_token_id", &fim_mid}, {"tokenizer.ggml.fim_pad_token_id", &fim_pad},
       {"tokenizer.ggml.fim_rep_token_id", &fim_rep}, {"tokenizer.ggml.fim_sep_token_id", &fim_sep},
@@ -507,7 +526,8 @@ void Tokenizer::Impl::load_special_ids(const gguf::Reader& reader) {
       *special.id = static_cast<int32_t>(id);
     }
   }
-  for (const auto& [key, flag] : {std::pair{"tokenizer.ggml.add_bos_token", &add_bos}, std::pair{"tokenizer.ggml.add_eos_token", &add_eos}}) {
+  for (const auto& [key, flag] :
+       {std::pair{"tokenizer.ggml.add_bos_token", &add_bos}, std::pair{"tokenizer.ggml.add_eos_token", &add_eos}}) {
     if (const auto value = reader.find(key)) {
       if (value->type() != ValueType::kBool) fail(fmt::format("key '{}'", key), "is not a bool");
       *flag = value->get<bool>();
@@ -522,12 +542,14 @@ void Tokenizer::Impl::load_special_ids(const gguf::Reader& reader) {
 // lowest id.
 void Tokenizer::Impl::mark_special_by_text() {
   const auto size = static_cast<int32_t>(n());
-  auto make_control = [&](int32_t id) { attrs[static_cast<size_t>(id)] = static_cast<uint16_t>(attrs[static_cast<size_t>(id)] | kAttrControl); };
+  auto make_control = [&](int32_t id) {
+    attrs[static_cast<size_t>(id)] = static_cast<uint16_t>(attrs[static_cast<size_t>(id)] | kAttrControl);
+  };
   struct Detect {
     int32_t* id;
     std::span<const std::string_view> texts;
   };
-  const Detect detects[] = {{&eot, kEotTexts}, {&eom, kEomTexts}, {&fim_pre, kFimPreTexts}, {&fim_suf, kFimSufTexts},
+  const Detect detects[] = {{&eot, kEotTexts},        {&eom, kEomTexts},        {&fim_pre, kFimPreTexts}, {&fim_suf, kFimSufTexts},
                             {&fim_mid, kFimMidTexts}, {&fim_pad, kFimPadTexts}, {&fim_rep, kFimRepTexts}, {&fim_sep, kFimSepTexts}};
   for (const Detect& detect : detects) {
     if (*detect.id != kNoToken) continue;
@@ -569,10 +591,14 @@ void Tokenizer::Impl::mark_special_by_text() {
   int32_t end_id = kNoToken;
   for (int32_t id : eog_set) {
     const std::string_view t = text(id);
-    if (t == "<|return|>") has_return = true;
-    else if (t == "<|call|>" || t == "<|calls|>") has_call = true;
-    else if (t == "<|flush|>") has_flush = true;
-    else if (t == "<|end|>") end_id = id;
+    if (t == "<|return|>")
+      has_return = true;
+    else if (t == "<|call|>" || t == "<|calls|>")
+      has_call = true;
+    else if (t == "<|flush|>")
+      has_flush = true;
+    else if (t == "<|end|>")
+      end_id = id;
   }
   if (end_id != kNoToken && ((has_return && has_call) || (has_call && has_flush))) {
     eog_set.erase(std::find(eog_set.begin(), eog_set.end(), end_id));
@@ -582,8 +608,10 @@ void Tokenizer::Impl::mark_special_by_text() {
   int32_t s_id = kNoToken;
   for (int32_t id : eog_set) {
     const std::string_view t = text(id);
-    if (t == "<|tool_response>" || t == "<|plamo:eos|>") has_plain_s_marker = true;
-    else if (t == "</s>") s_id = id;
+    if (t == "<|tool_response>" || t == "<|plamo:eos|>")
+      has_plain_s_marker = true;
+    else if (t == "</s>")
+      s_id = id;
   }
   if (has_plain_s_marker && s_id != kNoToken) {
     eog_set.erase(std::find(eog_set.begin(), eog_set.end(), s_id));
@@ -690,8 +718,10 @@ void Tokenizer::Impl::encode_bpe(std::string_view raw, std::vector<int32_t>& out
           }
         }
       }
-      throw TokenizerError(fmt::format("invalid UTF-8 in the text at byte {}: a sequence for U+{:X}, past U+10FFFF "
-                                       "(llama.cpp cannot tokenize it either)", at, cp));
+      throw TokenizerError(
+          fmt::format("invalid UTF-8 in the text at byte {}: a sequence for U+{:X}, past U+10FFFF "
+                      "(llama.cpp cannot tokenize it either)",
+                      at, cp));
     }
   }
   std::vector<uint32_t> words;
@@ -734,7 +764,8 @@ void Tokenizer::Impl::encode_spm(std::string_view text_in, std::vector<int32_t>&
   for (size_t offset = 0; offset < text_in.size();) {
     const size_t length = std::min(text_in.size() - offset, unicode::sequence_length(static_cast<unsigned char>(text_in[offset])));
     const auto i = static_cast<int32_t>(symbols.size());
-    symbols.push_back({static_cast<uint32_t>(offset), static_cast<uint32_t>(length), i - 1, offset + length == text_in.size() ? -1 : i + 1});
+    symbols.push_back(
+        {static_cast<uint32_t>(offset), static_cast<uint32_t>(length), i - 1, offset + length == text_in.size() ? -1 : i + 1});
     offset += length;
   }
   // The highest-scoring adjacent pair whose concatenation is a token, leftmost first
@@ -780,7 +811,8 @@ void Tokenizer::Impl::encode_spm(std::string_view text_in, std::vector<int32_t>&
     for (char c : piece_text) {
       const int32_t byte_id = byte_tokens[static_cast<unsigned char>(c)];
       if (byte_id == kNoToken) {
-        throw TokenizerError(fmt::format("{}: the vocabulary has no byte token <0x{:02X}> for byte fallback", file, static_cast<unsigned char>(c)));
+        throw TokenizerError(
+            fmt::format("{}: the vocabulary has no byte token <0x{:02X}> for byte fallback", file, static_cast<unsigned char>(c)));
       }
       out.push_back(byte_id);
     }
@@ -846,16 +878,20 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
       piece_text.clear();
       if (m.add_space_prefix && previous_special) piece_text += kSpaceMarker;
       for (char c : text.substr(fragment.begin, fragment.length)) {
-        if (c == ' ') piece_text += kSpaceMarker;
-        else piece_text += c;
+        if (c == ' ')
+          piece_text += kSpaceMarker;
+        else
+          piece_text += c;
       }
       m.encode_spm(piece_text, out);
       previous_special = false;
     }
   } else {
     for (const Fragment& fragment : fragments) {
-      if (fragment.token != kNoToken) out.push_back(fragment.token);
-      else m.encode_bpe(text.substr(fragment.begin, fragment.length), out);
+      if (fragment.token != kNoToken)
+        out.push_back(fragment.token);
+      else
+        m.encode_bpe(text.substr(fragment.begin, fragment.length), out);
     }
   }
   if (add_special && m.add_eos) {
@@ -909,7 +945,9 @@ std::string Tokenizer::Impl::piece(int32_t id, bool special) const {
   return {};
 }
 
-std::string Tokenizer::piece(int32_t id, bool special) const { return impl_->piece(id, special); }
+std::string Tokenizer::piece(int32_t id, bool special) const {
+  return impl_->piece(id, special);
+}
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool remove_special, bool unparse_special) const {
   const Impl& m = *impl_;
@@ -973,7 +1011,9 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-size_t Tokenizer::n_vocab() const { return impl_->n(); }
+size_t Tokenizer::n_vocab() const {
+  return impl_->n();
+}
 std::string_view Tokenizer::token_text(int32_t id) const {
   impl_->check_id(id);
   return impl_->text(id);
@@ -986,21 +1026,51 @@ float Tokenizer::score(int32_t id) const {
   impl_->check_id(id);
   return impl_->scores[static_cast<size_t>(id)];
 }
-bool Tokenizer::is_eog(int32_t id) const { return std::binary_search(impl_->eog.begin(), impl_->eog.end(), id); }
-std::span<const int32_t> Tokenizer::eog_ids() const { return impl_->eog; }
-int32_t Tokenizer::bos() const { return impl_->bos; }
-int32_t Tokenizer::eos() const { return impl_->eos; }
-int32_t Tokenizer::eot() const { return impl_->eot; }
-int32_t Tokenizer::eom() const { return impl_->eom; }
-int32_t Tokenizer::unk() const { return impl_->unk; }
-int32_t Tokenizer::pad() const { return impl_->pad; }
-bool Tokenizer::adds_bos() const { return impl_->add_bos; }
-bool Tokenizer::adds_eos() const { return impl_->add_eos; }
-bool Tokenizer::adds_space_prefix() const { return impl_->add_space_prefix; }
-VocabKind Tokenizer::kind() const { return impl_->kind; }
-std::string_view Tokenizer::model_name() const { return impl_->model; }
-std::string_view Tokenizer::pre_tokenizer() const { return impl_->pre; }
-const std::vector<std::string>& Tokenizer::warnings() const { return impl_->warnings; }
+bool Tokenizer::is_eog(int32_t id) const {
+  return std::binary_search(impl_->eog.begin(), impl_->eog.end(), id);
+}
+std::span<const int32_t> Tokenizer::eog_ids() const {
+  return impl_->eog;
+}
+int32_t Tokenizer::bos() const {
+  return impl_->bos;
+}
+int32_t Tokenizer::eos() const {
+  return impl_->eos;
+}
+int32_t Tokenizer::eot() const {
+  return impl_->eot;
+}
+int32_t Tokenizer::eom() const {
+  return impl_->eom;
+}
+int32_t Tokenizer::unk() const {
+  return impl_->unk;
+}
+int32_t Tokenizer::pad() const {
+  return impl_->pad;
+}
+bool Tokenizer::adds_bos() const {
+  return impl_->add_bos;
+}
+bool Tokenizer::adds_eos() const {
+  return impl_->add_eos;
+}
+bool Tokenizer::adds_space_prefix() const {
+  return impl_->add_space_prefix;
+}
+VocabKind Tokenizer::kind() const {
+  return impl_->kind;
+}
+std::string_view Tokenizer::model_name() const {
+  return impl_->model;
+}
+std::string_view Tokenizer::pre_tokenizer() const {
+  return impl_->pre;
+}
+const std::vector<std::string>& Tokenizer::warnings() const {
+  return impl_->warnings;
+}
 
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool special) : tokenizer_(&tokenizer), special_(special) {}
 

@@ -92,8 +92,8 @@ class Tokenizer {
   bool adds_space_prefix() const;
 
   VocabKind kind() const;
-  std::string_view model_name() const;      // tokenizer.ggml.model
-  std::string_view pre_tokenizer() const;   // tokenizer.ggml.pre as used ("default" when absent)
+  std::string_view model_name() const;     // tokenizer.ggml.model
+  std::string_view pre_tokenizer() const;  // tokenizer.ggml.pre as used ("default" when absent)
   // Things llama.cpp would warn about (a missing pre-tokenizer, an out-of-range special id...).
   const std::vector<std::string>& warnings() const;
 

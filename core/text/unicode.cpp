@@ -49,7 +49,9 @@ const ByteAlphabet& byte_alphabet() {
 
 }  // namespace
 
-uint16_t flags(uint32_t cp) { return cp <= kMaxCodepoint ? flag_table()[cp] : static_cast<uint16_t>(kUndefined); }
+uint16_t flags(uint32_t cp) {
+  return cp <= kMaxCodepoint ? flag_table()[cp] : static_cast<uint16_t>(kUndefined);
+}
 
 void decode(std::string_view text, std::vector<uint32_t>& out) {
   const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
@@ -69,8 +71,8 @@ void decode(std::string_view text, std::vector<uint32_t>& out) {
       out.push_back((uint32_t{lead & 0x0Fu} << 12) | (uint32_t{bytes[i + 1] & 0x3Fu} << 6) | (bytes[i + 2] & 0x3Fu));
       i += 3;
     } else if ((lead & 0xF8) == 0xF0 && i + 3 < size && continuation(i + 1) && continuation(i + 2) && continuation(i + 3)) {
-      out.push_back((uint32_t{lead & 0x07u} << 18) | (uint32_t{bytes[i + 1] & 0x3Fu} << 12) |
-                    (uint32_t{bytes[i + 2] & 0x3Fu} << 6) | (bytes[i + 3] & 0x3Fu));
+      out.push_back((uint32_t{lead & 0x07u} << 18) | (uint32_t{bytes[i + 1] & 0x3Fu} << 12) | (uint32_t{bytes[i + 2] & 0x3Fu} << 6) |
+                    (bytes[i + 3] & 0x3Fu));
       i += 4;
     } else {
       out.push_back(kReplacement);
@@ -149,8 +151,12 @@ size_t complete_prefix(std::string_view text) {
   return i;
 }
 
-std::string_view byte_to_utf8(unsigned char byte) { return byte_alphabet().utf8[byte]; }
+std::string_view byte_to_utf8(unsigned char byte) {
+  return byte_alphabet().utf8[byte];
+}
 
-int utf8_char_to_byte(uint32_t cp) { return cp < 512 ? byte_alphabet().byte_of[cp] : -1; }
+int utf8_char_to_byte(uint32_t cp) {
+  return cp < 512 ? byte_alphabet().byte_of[cp] : -1;
+}
 
 }  // namespace archreg::text::unicode

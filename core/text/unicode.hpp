@@ -21,7 +21,7 @@ enum Flag : uint16_t {
   kSymbol = 0x0040,       // \p{S}
   kControl = 0x0080,      // \p{C}
   kCategoryMask = 0x00FF,
-  kWhitespace = 0x0100,   // \s
+  kWhitespace = 0x0100,  // \s
 };
 
 inline constexpr uint32_t kMaxCodepoint = 0x10FFFF;

@@ -45,7 +45,8 @@ std::vector<std::string> byte_level_tokens(std::vector<std::string> extra) {
 
 std::vector<std::byte> build(const Vocab& vocab) {
   uint64_t n_kv = 2 + (vocab.pre ? 1 : 0) + (vocab.types.empty() ? 0 : 1) + (vocab.scores.empty() ? 0 : 1) +
-                  (vocab.model == "gpt2" && vocab.write_merges ? 1 : 0) + vocab.ids.size() + vocab.flags.size() + (vocab.chat_template ? 1 : 0);
+                  (vocab.model == "gpt2" && vocab.write_merges ? 1 : 0) + vocab.ids.size() + vocab.flags.size() +
+                  (vocab.chat_template ? 1 : 0);
   GgufBytes g;
   g.header(3, 0, n_kv);
   g.kv_string("tokenizer.ggml.model", vocab.model);
@@ -285,20 +286,22 @@ TEST(TextChatTemplate, UnknownNamesAndTemplatesNameTheOptions) {
   // Recognised, but not a family archreg renders.
   EXPECT_THROW(ChatTemplate::from_name_or_jinja("<|START_OF_TURN_TOKEN|><|USER_TOKEN|>"), ChatTemplateError);
   const auto loaded = load(small_bpe());
-  EXPECT_THAT([&] {
-    try {
-      ChatTemplate::from_gguf(loaded->reader);
-    } catch (const ChatTemplateError& error) {
-      return std::string(error.what());
-    }
-    return std::string();
-  }(),
-              AllOf(HasSubstr("tokenizer.chat_template"), HasSubstr("missing"), HasSubstr("--chat-template")));
+  EXPECT_THAT(
+      [&] {
+        try {
+          ChatTemplate::from_gguf(loaded->reader);
+        } catch (const ChatTemplateError& error) {
+          return std::string(error.what());
+        }
+        return std::string();
+      }(),
+      AllOf(HasSubstr("tokenizer.chat_template"), HasSubstr("missing"), HasSubstr("--chat-template")));
   const ChatTemplate raw = ChatTemplate::from_gguf(loaded->reader, "raw");
   const ChatMessage messages[] = {{"user", "Once"}, {"assistant", " upon"}};
   EXPECT_EQ(raw.apply(messages, true), "Once upon");
   const ChatTemplate chatml = ChatTemplate::from_gguf(loaded->reader, "chatml");
-  EXPECT_EQ(chatml.apply(messages, true), "<|im_start|>user\nOnce<|im_end|>\n<|im_start|>assistant\n upon<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(chatml.apply(messages, true),
+            "<|im_start|>user\nOnce<|im_end|>\n<|im_start|>assistant\n upon<|im_end|>\n<|im_start|>assistant\n");
 }
 
 }  // namespace
