@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -20,6 +21,7 @@
 #include "cli/run_support.hpp"
 #include "runtime/builder.hpp"
 #include "runtime/session.hpp"
+#include "text/tokenizer.hpp"
 
 namespace archreg::cli {
 namespace {
@@ -31,6 +33,7 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 struct RunOptions {
   std::string model;
   std::string tokens;
+  std::string prompt;
   int n_predict = 32;
   int threads = 0;
   int64_t ctx = 0;
@@ -65,7 +68,14 @@ int run(const RunOptions& o) {
   runtime::OpenOptions open;
   open.fuse_at_load = o.fuse_at_load;
   const runtime::Model model = runtime::Model::open(path, registry, open);
-  const std::vector<int32_t> prompt = parse_ids(o.tokens);
+  // A text prompt is tokenized from the file's own vocabulary, as llama.cpp does (BOS as the
+  // metadata says, special-token text parsed); the reply then streams as text.
+  const bool text_mode = !o.prompt.empty();
+  if (!text_mode && o.tokens.empty()) throw runtime::RunError("give a prompt: -p TEXT, or --tokens IDS");
+  std::optional<text::Tokenizer> tokenizer;
+  if (text_mode) tokenizer.emplace(text::Tokenizer::from_gguf(model.reader()));
+  const std::vector<int32_t> prompt = text_mode ? tokenizer->encode(o.prompt, true, true) : parse_ids(o.tokens);
+  if (prompt.empty()) throw runtime::RunError("the prompt gives no tokens");
   runtime::SessionOptions options;
   options.threads = o.threads;
   options.n_ctx = o.ctx;
@@ -81,20 +91,33 @@ int run(const RunOptions& o) {
     logits = logits.subspan((prompt.size() - 1) * static_cast<size_t>(session.n_vocab()));
   }
   Sampler sampler(o.sampling, o.seed);
-  const std::vector<int32_t> stop = end_of_generation_ids(model);
+  std::vector<int32_t> stop = end_of_generation_ids(model);
+  if (tokenizer) stop.assign(tokenizer->eog_ids().begin(), tokenizer->eog_ids().end());
+  std::optional<text::StreamDecoder> stream;
+  if (tokenizer) stream.emplace(*tokenizer);
   std::vector<int32_t> generated;
   const auto decode_start = Clock::now();
   for (int i = 0; i < o.n_predict; ++i) {
     const int32_t next = sampler.sample(logits.first(static_cast<size_t>(session.n_vocab())));
     generated.push_back(next);
-    if (std::find(stop.begin(), stop.end(), next) != stop.end() || i + 1 == o.n_predict) break;
+    const bool end = std::find(stop.begin(), stop.end(), next) != stop.end();
+    if (stream && !end) {
+      const std::string piece = stream->feed(next);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+    if (end || i + 1 == o.n_predict) break;
     const int32_t one[1] = {next};
     logits = session.eval(one);
   }
   const double decode_s = seconds_since(decode_start);
-  std::string line;
-  for (int32_t id : generated) line += fmt::format("{}{}", line.empty() ? "" : " ", id);
-  fmt::print("{}\n", line);
+  if (stream) {
+    fmt::print("{}\n", stream->flush());
+  } else {
+    std::string line;
+    for (int32_t id : generated) line += fmt::format("{}{}", line.empty() ? "" : " ", id);
+    fmt::print("{}\n", line);
+  }
   std::fflush(stdout);
   const size_t decoded = generated.empty() ? 0 : generated.size() - 1;  // the first came from the prefill
   fmt::print(stderr, "archreg run: {} on {}\n", model.arch(), session.backend().name());
@@ -106,10 +129,12 @@ int run(const RunOptions& o) {
 }  // namespace
 
 void add_run_command(CLI::App& app, int& exit_code) {
-  auto* command = app.add_subcommand("run", "Evaluate a prompt of token ids and generate tokens (CPU backend)");
+  auto* command = app.add_subcommand("run", "Evaluate a prompt (text or token ids) and generate tokens (CPU backend)");
   auto o = std::make_shared<RunOptions>();
   command->add_option("model", o->model, "GGUF model (default: the embedded SmolLM2-135M-Instruct)");
-  command->add_option("--tokens", o->tokens, "Prompt token ids, e.g. 1,2,3")->required();
+  auto* tokens = command->add_option("--tokens", o->tokens, "Prompt token ids, e.g. 1,2,3 (generated ids are printed)");
+  auto* prompt = command->add_option("-p,--prompt", o->prompt, "Prompt text, tokenized with the model's vocabulary (the reply streams as text)");
+  tokens->excludes(prompt);
   command->add_option("-n,--n-predict", o->n_predict, "Tokens to generate; 0 only evaluates the prompt")->check(CLI::NonNegativeNumber);
   command->add_option("-t,--threads", o->threads, "Threads (default: every core)")->check(CLI::NonNegativeNumber);
   command->add_option("-c,--ctx", o->ctx, "Context size in tokens (default: min(trained context, 4096))")->check(CLI::NonNegativeNumber);
