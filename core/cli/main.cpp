@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   archreg::cli::add_fuse_commands(app, exit_code);
   archreg::cli::add_tokenize_command(app, exit_code);
   archreg::cli::add_run_command(app, exit_code);
+  archreg::cli::add_bench_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
