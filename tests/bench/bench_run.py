@@ -74,7 +74,6 @@ def moe_file(cache: Path) -> Path:
             writer.add_key_value(key, list(vals), vtype, sub_type=sub)
         else:
             writer.add_key_value(key, value, vtype)
-    writer.add_key_value("qwen3moe.attention.layer_norm_rms_epsilon", 1e-6, gguf.GGUFValueType.FLOAT32)
     rng = np.random.default_rng(7)
     for name, shape in tensors:
         if len(shape) == 1 or "gate_inp" in name:
@@ -181,7 +180,7 @@ def main() -> int:
         moe = moe_file(args.cache)
         fused = moe.with_name(moe.stem + ".fused.gguf")
         if not fused.exists():
-            subprocess.run([args.archreg, "fuse", str(moe), str(fused), "--no-sync"], check=True, capture_output=True)
+            subprocess.run([args.archreg, "fuse", str(moe), str(fused), "--group", "ffn_gate_up_exps", "--no-sync"], check=True, capture_output=True)
         files += [("Qwen3-30B-A3B-prop. MoE unfused", moe, "both"), ("Qwen3-30B-A3B-prop. MoE fused", fused, "off")]
     print(f"\n| file | layout | test | archreg t/s | llama.cpp t/s | ratio | GB/s of active weights (decode) |")
     print("|---|---|---|---|---|---|---|")
