@@ -2,8 +2,8 @@
 # Runs every test archreg has: installs what is missing, builds, then
 #   1. the release build (warnings are errors) and its full test suite, interop tests included;
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. the GGUF reader fuzzer for ARCHREG_FUZZ_SECONDS (default 60) and the validation fuzzer
-#      for half as long, under ASan + UBSan.
+#   3. the GGUF reader fuzzer for ARCHREG_FUZZ_SECONDS (default 60), and the validation and
+#      spec fuzzers for half as long each, under ASan + UBSan.
 # Exits non-zero if anything fails. Idempotent; rebuilds incrementally.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,10 +26,11 @@ cmake --build --preset asan -j "$jobs"
 ctest --preset asan -j "$jobs"
 
 fuzz_seconds=${ARCHREG_FUZZ_SECONDS:-60}
-step "fuzzing the GGUF reader for ${fuzz_seconds} s and validation for $((fuzz_seconds / 2)) s"
+step "fuzzing the GGUF reader for ${fuzz_seconds} s, validation and specs for $((fuzz_seconds / 2)) s each"
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$jobs"
 tests/fuzz/run.sh build/fuzz "$fuzz_seconds" gguf_reader_fuzz
 tests/fuzz/run.sh build/fuzz "$((fuzz_seconds / 2))" validate_fuzz
+tests/fuzz/run.sh build/fuzz "$((fuzz_seconds / 2))" spec_fuzz
 
 step "all tests passed"

@@ -148,7 +148,10 @@ int run(const Options& options, fusion::Direction direction) {
       execute.sync = !options.no_sync;
       execute.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
       execute.cancelled = [] { return g_interrupted.load(); };
-      execute.verify = [&](const std::filesystem::path& temporary) { verify_output(temporary, options.output, *runnable.spec, *runnable.plugin, plan); };
+      execute.verify = [&](const std::filesystem::path& temporary) {
+        input.check_unchanged();  // tensor data read from a shrunken input would be zeros
+        verify_output(temporary, options.output, *runnable.spec, *runnable.plugin, plan);
+      };
       fusion::execute_rewrite(plan, input, options.output, execute);
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -28,7 +28,7 @@ json scalar_json(const Value& value) {
       return std::isfinite(number) ? json(number) : json(fmt::format("{}", number));
     }
     case ValueType::kBool: return value.get<bool>();
-    case ValueType::kString: return std::string(value.as_string());
+    case ValueType::kString: return gguf::printable(value.as_string(), gguf::Escape::kJson);
     case ValueType::kUint64: return value.get<uint64_t>();
     default: return value.as_int();
   }
@@ -48,7 +48,7 @@ json value_json(const Value& value, uint64_t limit) {
 
 std::string scalar_text(const Value& value) {
   switch (value.type()) {
-    case ValueType::kString: return json(std::string(value.as_string())).dump(-1, ' ', false, json::error_handler_t::replace);
+    case ValueType::kString: return fmt::format("\"{}\"", gguf::printable(value.as_string()));
     case ValueType::kBool: return value.get<bool>() ? "true" : "false";
     case ValueType::kFloat32: return fmt::format("{}", value.get<float>());
     case ValueType::kFloat64: return fmt::format("{}", value.get<double>());
@@ -93,7 +93,7 @@ std::map<std::string, TypeTotal> totals_by_type(const gguf::Reader& reader) {
 
 void print_json(const gguf::Reader& reader, bool full) {
   json doc;
-  doc["file"] = reader.path();
+  doc["file"] = gguf::printable(reader.path(), gguf::Escape::kJson);
   doc["version"] = reader.version();
   doc["alignment"] = reader.alignment();
   doc["file_size"] = reader.file_size();
@@ -101,7 +101,7 @@ void print_json(const gguf::Reader& reader, bool full) {
   json metadata = json::array();
   for (const gguf::KeyValue& kv : reader.metadata()) {
     const Value value = reader.value(kv);
-    json entry{{"key", kv.key}, {"type", gguf::value_type_name(kv.type)}};
+    json entry{{"key", gguf::printable(kv.key, gguf::Escape::kJson)}, {"type", gguf::value_type_name(kv.type)}};
     if (value.is_array()) {
       entry["element_type"] = gguf::value_type_name(value.element_type());
       entry["count"] = value.size();
@@ -113,7 +113,7 @@ void print_json(const gguf::Reader& reader, bool full) {
   doc["metadata"] = std::move(metadata);
   json tensors = json::array();
   for (const gguf::TensorInfo& t : reader.tensors()) {
-    tensors.push_back({{"name", t.name},
+    tensors.push_back({{"name", gguf::printable(t.name, gguf::Escape::kJson)},
                        {"type", gguf::ggml_type_label(t.type)},
                        {"shape", t.shape()},
                        {"n_bytes", t.n_bytes},
@@ -127,6 +127,7 @@ void print_json(const gguf::Reader& reader, bool full) {
   }
   doc["totals"] = std::move(totals);
   const std::string text = doc.dump(2, ' ', false, json::error_handler_t::replace);
+  reader.check_unchanged();
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
 }
@@ -137,7 +138,7 @@ void print_text(const gguf::Reader& reader, bool full) {
     out += text;
     out += '\n';
   };
-  line(fmt::format("{}: GGUF v{}, {} metadata entries, {} tensors, alignment {}", reader.path(), reader.version(),
+  line(fmt::format("{}: GGUF v{}, {} metadata entries, {} tensors, alignment {}", gguf::printable(reader.path()), reader.version(),
                    reader.metadata().size(), reader.tensors().size(), reader.alignment()));
   line(fmt::format("  file {} ({}), header {}, data {}", human_bytes(static_cast<double>(reader.file_size())), reader.file_size(),
                    human_bytes(static_cast<double>(reader.data_section_offset())), human_bytes(static_cast<double>(reader.data_section_size()))));
@@ -169,6 +170,7 @@ void print_text(const gguf::Reader& reader, bool full) {
     all_bytes += total.bytes;
   }
   line(fmt::format("  {:<8} {:>8} tensors {:>14}", "all", all_count, human_bytes(static_cast<double>(all_bytes))));
+  reader.check_unchanged();
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
@@ -195,7 +197,7 @@ void add_inspect_command(CLI::App& app, int& exit_code) {
       }
       exit_code = kExitOk;
     } catch (const gguf::Error& error) {
-      fmt::print(stderr, "archreg inspect: {}\n", error.what());
+      fmt::print(stderr, "archreg inspect: {}\n", gguf::printable(error.what()));
       exit_code = kExitUnreadable;
     }
   });

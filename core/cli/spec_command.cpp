@@ -5,6 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "fusion/fusion.hpp"
+#include "gguf/error.hpp"
 #include "spec/spec.hpp"
 
 namespace archreg::cli {
@@ -22,10 +23,10 @@ void add_spec_command(CLI::App& app, int& exit_code) {
         const spec::Spec spec = spec::load_spec(file);
         std::vector<std::string> groups;
         for (const fusion::FusedForm& form : spec.fused_forms) groups.push_back(form.base);
-        fmt::print("{}: ok: arch {}, {} hyperparameters, {} tensors, fusable: {}\n", file, spec.arch, spec.hparams.size(), spec.tensors.size(),
-                   groups.empty() ? "none" : fmt::format("{}", fmt::join(groups, ", ")));
+        fmt::print("{}: ok: arch {}, {} hyperparameters, {} tensors, fusable: {}\n", gguf::printable(file), gguf::printable(spec.arch),
+                   spec.hparams.size(), spec.tensors.size(), groups.empty() ? "none" : gguf::printable(fmt::format("{}", fmt::join(groups, ", "))));
       } catch (const spec::SpecError& error) {
-        for (const std::string& problem : error.problems()) fmt::print(stderr, "{}\n", problem);
+        for (const std::string& problem : error.problems()) fmt::print(stderr, "{}\n", gguf::printable(problem));
         exit_code = kExitInvalid;
       }
     }

@@ -47,42 +47,60 @@ validate::Report check(const gguf::Reader& reader, registry::Registry& registry)
   return validate::validate(reader, *spec, registry.plugin(arch));
 }
 
+// Strings in a report come from the file and the spec (names, messages quoting them).
+std::string for_json(std::string_view text) { return gguf::printable(text, gguf::Escape::kJson); }
+std::string for_terminal(std::string_view text) { return gguf::printable(text); }
+json optional_json(const std::optional<std::string>& text) { return text ? json(for_json(*text)) : json(nullptr); }
+
 void print_json(const validate::Report& report) {
   json doc;
-  doc["file"] = report.file;
-  doc["arch"] = report.arch ? json(*report.arch) : json(nullptr);
+  doc["file"] = for_json(report.file);
+  doc["arch"] = report.arch ? json(for_json(*report.arch)) : json(nullptr);
   doc["valid"] = report.valid();
   json findings = json::array();
   for (const validate::Finding& f : report.findings) {
-    findings.push_back({{"code", f.code},
-                        {"subject", f.subject},
-                        {"message", f.message},
-                        {"expected", f.expected ? json(*f.expected) : json(nullptr)},
-                        {"found", f.found ? json(*f.found) : json(nullptr)}});
+    findings.push_back({{"code", for_json(f.code)},
+                        {"subject", for_json(f.subject)},
+                        {"message", for_json(f.message)},
+                        {"expected", optional_json(f.expected)},
+                        {"found", optional_json(f.found)}});
   }
   doc["findings"] = std::move(findings);
   json groups = json::array();
   for (const validate::GroupReport& g : report.groups) {
-    groups.push_back({{"name", g.name}, {"state", g.state()}, {"layers", {{"fused", g.fused}, {"unfused", g.unfused}, {"both", g.both}}}});
+    groups.push_back({{"name", for_json(g.name)}, {"state", g.state()}, {"layers", {{"fused", g.fused}, {"unfused", g.unfused}, {"both", g.both}}}});
   }
   doc["groups"] = std::move(groups);
   json hparams = json::object();
-  for (const auto& [name, value] : report.hparams) hparams[name] = value;
+  for (const auto& [name, value] : report.hparams) hparams[for_json(name)] = value;
   doc["hparams"] = std::move(hparams);
   fmt::print("{}\n", doc.dump(2, ' ', false, json::error_handler_t::replace));
 }
 
+// The JSON document of a file that could not be validated at all (exit 2): one finding.
+void print_error_json(const std::string& file, std::string_view code, std::string_view subject, std::string_view message,
+                      std::optional<uint64_t> offset = std::nullopt) {
+  json doc{{"file", for_json(file)},
+           {"arch", nullptr},
+           {"valid", false},
+           {"findings", json::array({{{"code", code},
+                                      {"subject", for_json(subject)},
+                                      {"message", for_json(message)},
+                                      {"offset", offset ? json(*offset) : json(nullptr)}}})}};
+  fmt::print("{}\n", doc.dump(2, ' ', false, json::error_handler_t::replace));
+}
+
 void print_text(const validate::Report& report) {
-  std::string out = fmt::format("{}: {}{}\n", report.file, report.arch ? *report.arch + ", " : "",
+  std::string out = fmt::format("{}: {}{}\n", for_terminal(report.file), report.arch ? for_terminal(*report.arch) + ", " : "",
                                 report.valid() ? "valid" : fmt::format("INVALID ({} finding{})", report.findings.size(), report.findings.size() == 1 ? "" : "s"));
   if (!report.groups.empty()) {
     std::vector<std::string> groups;
-    for (const validate::GroupReport& g : report.groups) groups.push_back(fmt::format("{} {}", g.name, g.state()));
+    for (const validate::GroupReport& g : report.groups) groups.push_back(fmt::format("{} {}", for_terminal(g.name), g.state()));
     out += fmt::format("  fusable groups: {}\n", fmt::join(groups, ", "));
   }
   for (const validate::Finding& f : report.findings) {
-    out += fmt::format("  {:<18} {}: {}", f.code, gguf::printable(f.subject), f.message);
-    if (f.expected && f.found) out += fmt::format(" (expected {}, found {})", *f.expected, *f.found);
+    out += fmt::format("  {:<18} {}: {}", for_terminal(f.code), for_terminal(f.subject), for_terminal(f.message));
+    if (f.expected && f.found) out += fmt::format(" (expected {}, found {})", for_terminal(*f.expected), for_terminal(*f.found));
     out += '\n';
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
@@ -106,26 +124,22 @@ void add_validate_command(CLI::App& app, int& exit_code) {
       registry::Registry registry = make_registry(options->registry);
       const gguf::Reader reader = gguf::Reader::open(options->file);
       const validate::Report report = check(reader, registry);
+      reader.check_unchanged();
       options->json ? print_json(report) : print_text(report);
       exit_code = report.valid() ? kExitOk : kExitInvalid;
     } catch (const gguf::Error& error) {
-      if (options->json) {
-        json doc{{"file", options->file},
-                 {"arch", nullptr},
-                 {"valid", false},
-                 {"findings", json::array({{{"code", "malformed_gguf"},
-                                            {"subject", error.subject()},
-                                            {"message", error.message()},
-                                            {"offset", error.offset() ? json(*error.offset()) : json(nullptr)}}})}};
-        fmt::print("{}\n", doc.dump(2, ' ', false, json::error_handler_t::replace));
-      }
-      fmt::print(stderr, "archreg validate: {}\n", error.what());
+      if (options->json) print_error_json(options->file, "malformed_gguf", error.subject(), error.message(), error.offset());
+      fmt::print(stderr, "archreg validate: {}\n", for_terminal(error.what()));
       exit_code = kExitUnreadable;
     } catch (const spec::SpecError& error) {
-      fmt::print(stderr, "archreg validate: the spec is invalid:\n{}\n", error.what());
+      if (options->json) print_error_json(options->file, "invalid_spec", "", fmt::format("{}", fmt::join(error.problems(), "\n")));
+      std::string lines;
+      for (const std::string& problem : error.problems()) lines += for_terminal(problem) + "\n";
+      fmt::print(stderr, "archreg validate: the spec is invalid:\n{}", lines);
       exit_code = kExitUnreadable;
     } catch (const registry::RegistryError& error) {
-      fmt::print(stderr, "archreg validate: {}\n", error.what());
+      if (options->json) print_error_json(options->file, "registry_error", "", error.what());
+      fmt::print(stderr, "archreg validate: {}\n", for_terminal(error.what()));
       exit_code = kExitUnreadable;
     }
   });

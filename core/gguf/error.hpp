@@ -31,8 +31,18 @@ class Error : public std::runtime_error {
   std::string message_;
 };
 
-// Names read from a file, made safe to print: bytes outside printable ASCII become \xNN, so a
-// hostile key cannot put invalid UTF-8 or terminal escape sequences into a message.
-std::string printable(std::string_view text);
+// Where a string from a file (a GGUF key or value, a spec, a manifest, a file name) is going.
+enum class Escape {
+  kTerminal,  // a terminal or a log line: one line of printable text
+  kJson,      // a JSON string: nlohmann escapes control characters itself
+};
+
+// The one way a string from a file reaches a person or a JSON document. Valid UTF-8 is kept;
+// each byte that is not part of valid UTF-8 becomes the four characters \xNN, so every JSON
+// document is valid and nothing is lost silently. For a terminal, control characters (C0,
+// DEL, C1) and the bidirectional overrides (U+202A..U+202E, U+2066..U+2069) become \xNN too
+// (one escape per byte), so a hostile name cannot move the cursor, recolour the terminal,
+// split a line or reorder what is shown. Idempotent: escaping escaped text changes nothing.
+std::string printable(std::string_view text, Escape target = Escape::kTerminal);
 
 }  // namespace archreg::gguf

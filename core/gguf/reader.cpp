@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <bit>
+#include <csignal>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -16,6 +18,7 @@
 
 #include "gguf/checked.hpp"
 #include "gguf/name_index.hpp"
+#include "gguf/regular_file.hpp"
 
 namespace archreg::gguf {
 namespace {
@@ -39,6 +42,81 @@ struct Subject {
     if (std::string_view(kind) == "header") return "header";
     if (named) return fmt::format("{} '{}'", kind, printable(name));
     return fmt::format("{} #{}", kind, ordinal);
+  }
+};
+
+// SIGBUS is what reading a mapped page raises when the file no longer has it: truncated after
+// it was mapped. The mappings of open Readers are registered here; a SIGBUS inside one is
+// absorbed by mapping a page of zeros over the faulting page and noting it in the Reader, so
+// the read goes on (zeros are one more malformed input to the parser) and the Reader reports
+// the change as an error (check_unchanged) instead of the process dying. Free of cost until a
+// file actually shrinks: no copy, no check on the hot path.
+struct SigbusGuardSlot {
+  std::atomic<uintptr_t> begin{0};
+  std::atomic<uintptr_t> end{0};
+  std::atomic<std::atomic<bool>*> truncated{nullptr};
+};
+
+class SigbusGuard {
+ public:
+  // Registers [begin, begin + size); returns the slot, or -1 when all are taken (that
+  // mapping is then unguarded: a truncation kills the process as it would without archreg).
+  static int add(const void* begin, size_t size, std::atomic<bool>* truncated) {
+    static std::once_flag installed;
+    std::call_once(installed, install);
+    std::lock_guard lock(mutex_);
+    for (size_t i = 0; i < kSlots; ++i) {
+      if (slots_[i].begin.load() != 0) continue;
+      slots_[i].truncated.store(truncated);
+      slots_[i].end.store(reinterpret_cast<uintptr_t>(begin) + size);
+      slots_[i].begin.store(reinterpret_cast<uintptr_t>(begin));
+      return static_cast<int>(i);
+    }
+    return -1;
+  }
+  static void remove(int slot) {
+    if (slot < 0) return;
+    std::lock_guard lock(mutex_);
+    slots_[slot].begin.store(0);
+    slots_[slot].end.store(0);
+    slots_[slot].truncated.store(nullptr);
+  }
+
+ private:
+  using Slot = SigbusGuardSlot;
+  static constexpr size_t kSlots = 256;
+  static inline Slot slots_[kSlots];
+  static inline std::mutex mutex_;
+  static inline struct sigaction previous_ {};
+  static inline uintptr_t page_size_ = 4096;
+
+  static void install() {
+    page_size_ = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    struct sigaction action {};
+    action.sa_sigaction = on_sigbus;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGBUS, &action, &previous_);
+  }
+
+  static void on_sigbus(int number, siginfo_t* info, void* context) {
+    const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
+    for (Slot& slot : slots_) {
+      const uintptr_t begin = slot.begin.load();
+      if (begin == 0 || address < begin || address >= slot.end.load()) continue;
+      void* page = reinterpret_cast<void*>(address & ~(page_size_ - 1));
+      if (mmap(page, page_size_, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) break;
+      if (std::atomic<bool>* truncated = slot.truncated.load()) truncated->store(true);
+      return;  // the read is retried and finds zeros
+    }
+    // Not a mapping of ours: what would have happened without this handler.
+    if ((previous_.sa_flags & SA_SIGINFO) != 0 && previous_.sa_sigaction != nullptr) {
+      previous_.sa_sigaction(number, info, context);
+    } else if (previous_.sa_handler != SIG_DFL && previous_.sa_handler != SIG_IGN && previous_.sa_handler != nullptr) {
+      previous_.sa_handler(number);
+    } else {
+      ::signal(SIGBUS, SIG_DFL);  // returning re-runs the access, which now kills the process
+    }
   }
 };
 
@@ -136,6 +214,10 @@ class Cursor {
   uint64_t pos_;
 };
 
+std::string shrank_message(uint64_t size) {
+  return fmt::format("the file shrank while it was being read (it had {} bytes when opened): what was read is not reliable", size);
+}
+
 std::string shape_text(const TensorInfo& t) {
   return fmt::format("[{}]", fmt::join(t.shape(), ", "));
 }
@@ -163,8 +245,11 @@ struct Reader::State {
   NameIndex tensor_index;
   std::vector<std::unique_ptr<ElementIndex>> element_indexes;  // one per entry, made on demand
   std::mutex element_indexes_mutex;
+  std::atomic<bool> truncated{false};  // a read of the mapping found the file shorter (SigbusGuard)
+  int guard_slot = -1;
 
   ~State() {
+    SigbusGuard::remove(guard_slot);
     if (mapping != nullptr) munmap(mapping, mapping_size);
   }
 
@@ -418,31 +503,35 @@ Reader::~Reader() = default;
 Reader Reader::open(const std::filesystem::path& path) {
   auto state = std::make_unique<State>();
   state->path = path.string();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(state->path, std::nullopt, "", fmt::format("cannot open: {}", std::strerror(errno)));
-  struct stat info {};
-  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    const int saved = errno;
-    ::close(fd);
-    throw Error(state->path, std::nullopt, "",
-                S_ISDIR(info.st_mode) ? "is a directory, not a GGUF file"
-                                      : fmt::format("not a regular file ({})", std::strerror(saved)));
-  }
-  const auto size = static_cast<uint64_t>(info.st_size);
-  if (size > 0) {
-    void* mapping = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (mapping == MAP_FAILED) {
-      const int saved = errno;
-      ::close(fd);
-      throw Error(state->path, std::nullopt, "", fmt::format("cannot map {} bytes: {}", size, std::strerror(saved)));
+  uint64_t size = 0;
+  {
+    std::optional<RegularFile> file;  // only a regular file: a FIFO must not block us
+    try {
+      file.emplace(RegularFile::open(path));
+    } catch (const FileError& error) {
+      throw Error(state->path, std::nullopt, "", error.message());
     }
-    state->mapping = mapping;
-    state->mapping_size = size;
-    state->bytes = {static_cast<const std::byte*>(mapping), size};
+    size = file->size();
+    if (size > 0) {
+      void* mapping = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, file->fd(), 0);
+      if (mapping == MAP_FAILED) {
+        throw Error(state->path, std::nullopt, "", fmt::format("cannot map {} bytes: {}", size, std::strerror(errno)));
+      }
+      state->mapping = mapping;
+      state->mapping_size = size;
+      state->bytes = {static_cast<const std::byte*>(mapping), size};
+      state->guard_slot = SigbusGuard::add(mapping, size, &state->truncated);
+    }
+  }  // the mapping keeps the file alive
+  try {
+    state->index();
+  } catch (const Error&) {
+    if (state->truncated.load()) throw Error(state->path, std::nullopt, "", shrank_message(size));
+    throw;
   }
-  ::close(fd);  // the mapping keeps the file alive
-  state->index();
-  return Reader(std::move(state));
+  Reader reader(std::move(state));
+  reader.check_unchanged();
+  return reader;
 }
 
 Reader Reader::from_memory(std::span<const std::byte> bytes, std::string name) {
@@ -451,6 +540,10 @@ Reader Reader::from_memory(std::span<const std::byte> bytes, std::string name) {
   state->bytes = bytes;
   state->index();
   return Reader(std::move(state));
+}
+
+void Reader::check_unchanged() const {
+  if (state_->truncated.load()) throw Error(state_->path, std::nullopt, "", shrank_message(state_->mapping_size));
 }
 
 const std::string& Reader::path() const { return state_->path; }

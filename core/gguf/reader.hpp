@@ -130,8 +130,14 @@ struct TensorInfo {
 
 class Reader {
  public:
-  // Maps the file read-only and indexes its header. Throws gguf::Error.
+  // Maps the file read-only and indexes its header. Only a regular file is opened (a FIFO is
+  // refused, never waited on). A file truncated while it is mapped cannot kill the process:
+  // the pages it lost read as zeros and the change is an error, here or from
+  // check_unchanged(). Throws gguf::Error.
   static Reader open(const std::filesystem::path& path);
+  // Throws gguf::Error if the file was found shorter than when it was opened (some reads saw
+  // zeros instead of its bytes): call it before trusting, printing or writing what was read.
+  void check_unchanged() const;
   // Indexes a buffer owned by the caller (tests, fuzzing). `name` stands for the file in errors.
   static Reader from_memory(std::span<const std::byte> bytes, std::string name);
 

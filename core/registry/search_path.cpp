@@ -1,7 +1,10 @@
 #include "registry/search_path.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 #include <system_error>
 
 namespace archreg::registry {
@@ -26,12 +29,19 @@ std::vector<std::filesystem::path> search_path(const char* env_var, const std::f
   } else if (build_tree) {
     dirs.push_back(std::move(*build_tree));
   }
-  // The same directory reached twice (a build tree inside the source tree) is searched once.
+  return distinct_dirs(dirs);
+}
+
+std::vector<std::filesystem::path> distinct_dirs(const std::vector<std::filesystem::path>& dirs) {
   std::vector<std::filesystem::path> unique;
+  std::set<std::pair<dev_t, ino_t>> seen;
   for (const std::filesystem::path& dir : dirs) {
-    const std::filesystem::path canonical = std::filesystem::weakly_canonical(dir, error);
-    const std::filesystem::path& key = error ? dir : canonical;
-    if (std::find(unique.begin(), unique.end(), key) == unique.end()) unique.push_back(key);
+    struct stat info {};
+    if (::stat(dir.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+      if (seen.emplace(info.st_dev, info.st_ino).second) unique.push_back(dir);
+    } else if (std::find(unique.begin(), unique.end(), dir) == unique.end()) {
+      unique.push_back(dir);
+    }
   }
   return unique;
 }

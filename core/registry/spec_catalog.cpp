@@ -8,12 +8,14 @@
 
 namespace archreg::registry {
 
-SpecCatalog::SpecCatalog(std::vector<std::filesystem::path> dirs) : dirs_(std::move(dirs)) {
+SpecCatalog::SpecCatalog(std::vector<std::filesystem::path> dirs) : dirs_(distinct_dirs(dirs)) {
   for (const std::filesystem::path& dir : dirs_) {
     std::error_code error;
     if (!std::filesystem::is_directory(dir, error)) continue;
     std::filesystem::directory_iterator it(dir, error);
     if (error) throw RegistryError(fmt::format("{}: cannot list the spec directory: {}", dir.string(), error.message()));
+    // One file per arch and directory (the name is <arch>.yaml), so each arch's list is in
+    // directory order.
     for (const auto& entry : it) {
       if (entry.path().extension() != ".yaml") continue;
       files_[entry.path().stem().string()].push_back(entry.path());
@@ -39,12 +41,13 @@ std::vector<std::string> SpecCatalog::arch_names() const {
 std::optional<std::filesystem::path> SpecCatalog::find(const std::string& arch) const {
   const auto it = files_.find(arch);
   if (it == files_.end()) return std::nullopt;
-  if (it->second.size() > 1) {
-    std::vector<std::string> paths;
-    for (const auto& file : it->second) paths.push_back(file.string());
-    throw RegistryError(fmt::format("architecture '{}' is claimed by {} specs: {}", arch, paths.size(), fmt::join(paths, ", ")));
-  }
   return it->second.front();
+}
+
+std::vector<std::filesystem::path> SpecCatalog::shadowed(const std::string& arch) const {
+  const auto it = files_.find(arch);
+  if (it == files_.end()) return {};
+  return {it->second.begin() + 1, it->second.end()};
 }
 
 const spec::Spec* SpecCatalog::load(const std::string& arch) {

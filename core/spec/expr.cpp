@@ -1,5 +1,6 @@
 #include "spec/expr.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <limits>
 
@@ -19,6 +20,7 @@ struct Expr::Node {
   int64_t value = 0;
   uint32_t symbol = 0;
   std::string name;  // the symbol's spelling
+  int depth = 1;     // levels in this subtree, bounded by kMaxExprDepth when parsed
   std::vector<std::shared_ptr<const Node>> args;
 };
 
@@ -147,14 +149,20 @@ std::string render(const Expr::Node& node) {
   }
 }
 
-void collect_symbols(const Expr::Node& node, std::vector<uint32_t>& out) {
-  if (node.op == Op::kSymbol) out.push_back(node.symbol);
-  for (const NodePtr& arg : node.args) collect_symbols(*arg, out);
+void collect_symbols(const Expr::Node& root, std::vector<uint32_t>& out) {
+  std::vector<const Expr::Node*> pending{&root};  // explicit stack: no recursion on any depth
+  while (!pending.empty()) {
+    const Expr::Node* node = pending.back();
+    pending.pop_back();
+    if (node->op == Op::kSymbol) out.push_back(node->symbol);
+    for (auto arg = node->args.rbegin(); arg != node->args.rend(); ++arg) pending.push_back(arg->get());
+  }
 }
 
 NodePtr make(Op op, std::vector<NodePtr> args) {
   auto node = std::make_shared<Expr::Node>();
   node->op = op;
+  for (const NodePtr& arg : args) node->depth = std::max(node->depth, arg->depth + 1);
   node->args = std::move(args);
   return node;
 }
@@ -174,6 +182,11 @@ class ExprParser {
       : text_(text), pos_(pos), resolve_(resolve) {}
 
   Expr parse() {
+    if (text_.size() > kMaxExprLength) {
+      fail(fmt::format("the expression is {} characters; at most {} are allowed (split it into derived hyperparameters)", text_.size(),
+                       kMaxExprLength),
+           0);
+    }
     NodePtr root = conditional();
     skip_space();
     if (at_ < text_.size()) fail(fmt::format("unexpected '{}'", text_.substr(at_)));
@@ -182,7 +195,32 @@ class ExprParser {
 
  private:
   [[noreturn]] void fail(const std::string& message, size_t at) const {
-    throw ExprSyntaxError(pos_.advanced(static_cast<int>(at)), fmt::format("in expression '{}': {}", text_, message));
+    constexpr size_t kShown = 80;
+    const std::string shown = text_.size() <= kShown ? std::string(text_) : fmt::format("{}...", text_.substr(0, kShown));
+    throw ExprSyntaxError(pos_.advanced(static_cast<int>(at)), fmt::format("in expression '{}': {}", shown, message));
+  }
+
+  // One level of nesting while it lives: the parser's recursion stays within kMaxExprDepth.
+  class Nesting {
+   public:
+    explicit Nesting(ExprParser& parser) : parser_(parser) {
+      if (++parser_.nesting_ > kMaxExprDepth) parser_.too_deep();
+    }
+    ~Nesting() { --parser_.nesting_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+
+   private:
+    ExprParser& parser_;
+  };
+
+  [[noreturn]] void too_deep() const {
+    fail(fmt::format("nested deeper than {} levels (split it into derived hyperparameters)", kMaxExprDepth));
+  }
+
+  NodePtr bounded(NodePtr node) const {
+    if (node->depth > kMaxExprDepth) too_deep();
+    return node;
   }
   [[noreturn]] void fail(const std::string& message) const { fail(message, at_); }
 
@@ -207,12 +245,13 @@ class ExprParser {
   }
 
   NodePtr conditional() {
+    const Nesting nesting(*this);
     NodePtr condition = binary(2);
     if (!accept("?")) return condition;
     NodePtr then_branch = conditional();
     expect(":");
     NodePtr else_branch = conditional();
-    return make(Op::kCond, {condition, then_branch, else_branch});
+    return bounded(make(Op::kCond, {condition, then_branch, else_branch}));
   }
 
   // Precedence climbing over the left-associative binary operators (levels 2..7).
@@ -223,7 +262,7 @@ class ExprParser {
       std::optional<Op> op = match_operator(level);
       if (!op) return left;
       NodePtr right = binary(level + 1);
-      left = make(*op, {left, right});
+      left = bounded(make(*op, {left, right}));
     }
   }
 
@@ -243,8 +282,11 @@ class ExprParser {
   }
 
   NodePtr unary() {
-    if (accept("-")) return make(Op::kNeg, {unary()});
-    if (accept("!")) return make(Op::kNot, {unary()});
+    for (const auto& [token, op] : {std::pair{"-", Op::kNeg}, std::pair{"!", Op::kNot}}) {
+      if (!accept(token)) continue;
+      const Nesting nesting(*this);
+      return bounded(make(op, {unary()}));
+    }
     return primary();
   }
 
@@ -286,7 +328,7 @@ class ExprParser {
       std::vector<NodePtr> args{conditional()};
       while (accept(",")) args.push_back(conditional());
       expect(")");
-      return make(word == "min" ? Op::kMin : Op::kMax, std::move(args));
+      return bounded(make(word == "min" ? Op::kMin : Op::kMax, std::move(args)));
     }
     const std::optional<uint32_t> symbol = resolve_(word);
     if (!symbol) fail(fmt::format("unknown name '{}'", word), start);
@@ -301,6 +343,7 @@ class ExprParser {
   const SourcePos& pos_;
   const Expr::Resolver& resolve_;
   size_t at_ = 0;
+  int nesting_ = 0;
 };
 
 Expr Expr::parse(std::string_view text, const SourcePos& pos, const Resolver& resolve) {

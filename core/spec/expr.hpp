@@ -3,6 +3,7 @@
 // Parsed once when a spec is loaded; evaluation never wraps and never divides by zero.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,6 +43,13 @@ class EvalError : public std::runtime_error {
 };
 
 inline constexpr uint32_t kLayerSymbol = UINT32_MAX;
+
+// Limits on one expression (docs/spec-format.md), so that parsing, evaluating and printing it
+// take bounded time and stack whatever a spec holds: its length in characters, and how deep it
+// nests (parentheses, unary operators, ?:, function calls, and chains such as a + b + c, which
+// count one level per operator).
+inline constexpr size_t kMaxExprLength = 4096;
+inline constexpr int kMaxExprDepth = 64;
 
 class Expr {
  public:

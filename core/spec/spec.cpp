@@ -2,15 +2,16 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
 #include <functional>
 #include <set>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "fusion/fusion.hpp"
+#include "gguf/regular_file.hpp"
 
 namespace archreg::spec {
 
@@ -28,11 +29,15 @@ std::optional<uint32_t> Spec::hparam_index(std::string_view name) const {
   return it->second;
 }
 
+namespace {
+std::string tensor_key(bool per_layer, std::string_view base, std::string_view suffix) {
+  return fmt::format("{}{}.{}", per_layer ? 'L' : 'G', base, suffix);
+}
+}  // namespace
+
 const TensorDecl* Spec::find_tensor(bool per_layer, std::string_view base, std::string_view suffix) const {
-  for (const TensorDecl& t : tensors) {
-    if (t.per_layer == per_layer && t.base == base && t.suffix == suffix) return &t;
-  }
-  return nullptr;
+  const auto it = tensor_index_.find(tensor_key(per_layer, base, suffix));
+  return it == tensor_index_.end() ? nullptr : &tensors[it->second];
 }
 
 std::string TensorDecl::gguf_name(int64_t layer) const {
@@ -70,6 +75,44 @@ std::pair<std::string, std::string> split_tensor_name(const std::string& name) {
   return {name, "weight"};
 }
 
+// Counts the nodes of a YAML document from the parser's events, before yaml-cpp builds the tree.
+class NodeCounter : public YAML::EventHandler {
+ public:
+  struct TooMany {
+    YAML::Mark mark;
+  };
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { count(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { count(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override { count(mark); }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { count(mark); }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { count(mark); }
+  void OnMapEnd() override {}
+
+ private:
+  void count(const YAML::Mark& mark) {
+    if (++nodes_ > kMaxYamlNodes) throw TooMany{mark};
+  }
+  size_t nodes_ = 0;
+};
+
+// For each hyperparameter, the hyperparameters its value or default reads.
+std::vector<std::vector<uint32_t>> hparam_reads(const Spec& spec) {
+  std::vector<std::vector<uint32_t>> reads(spec.hparams.size());
+  for (size_t i = 0; i < spec.hparams.size(); ++i) {
+    const Hparam& h = spec.hparams[i];
+    for (const std::optional<Expr>* e : {&h.value, &h.default_value}) {
+      if (!*e) continue;
+      for (uint32_t symbol : (*e)->symbols()) {
+        if (symbol != kLayerSymbol) reads[i].push_back(symbol);
+      }
+    }
+  }
+  return reads;
+}
+
 }  // namespace
 
 class SpecParser {
@@ -77,13 +120,32 @@ class SpecParser {
   SpecParser(std::string file) : file_(std::move(file)) { spec_.file = file_; }
 
   Spec parse(std::string_view text) {
-    YAML::Node root;
-    try {
-      root = YAML::Load(std::string(text));
-    } catch (const YAML::Exception& error) {
-      problem(SourcePos{file_, error.mark.line + 1, error.mark.column + 1}, error.msg);
+    if (text.size() > kMaxSpecBytes) {
+      problem(SourcePos{file_, 1, 1}, fmt::format("the spec is {} bytes; at most {} are read", text.size(), kMaxSpecBytes));
       throw SpecError(problems_);
     }
+    try {
+      return parse_yaml(text);
+    } catch (const YAML::Exception& error) {
+      // A malformed document, or a node of an unexpected kind (a map used as a key, ...).
+      problem(error.mark.is_null() ? SourcePos{file_, 1, 1} : SourcePos{file_, error.mark.line + 1, error.mark.column + 1}, error.msg);
+      throw SpecError(problems_);
+    }
+  }
+
+ private:
+  Spec parse_yaml(std::string_view text) {
+    std::istringstream stream{std::string(text)};
+    try {
+      YAML::Parser events(stream);
+      NodeCounter counter;
+      events.HandleNextDocument(counter);  // YAML::Load reads the first document only
+    } catch (const NodeCounter::TooMany& too_many) {
+      problem(SourcePos{file_, too_many.mark.line + 1, too_many.mark.column + 1},
+              fmt::format("more than {} YAML nodes; archreg reads at most {}", kMaxYamlNodes, kMaxYamlNodes));
+      throw SpecError(problems_);
+    }
+    const YAML::Node root = YAML::Load(stream.str());
     if (!root.IsMap()) {
       problem(pos(root), "a spec is a YAML map (schema_version, arch, hparams, ...)");
       throw SpecError(problems_);
@@ -115,14 +177,26 @@ class SpecParser {
     return std::move(spec_);
   }
 
- private:
   SourcePos pos(const YAML::Node& node) const {
     const YAML::Mark mark = node.Mark();
     if (mark.is_null()) return SourcePos{file_, 1, 1};
     return SourcePos{file_, mark.line + 1, mark.column + 1};
   }
 
-  void problem(const SourcePos& at, const std::string& message) { problems_.push_back(fmt::format("{}: {}", at.text(), message)); }
+  void problem(const SourcePos& at, const std::string& message) {
+    problems_.push_back(fmt::format("{}: {}", at.text(), message));
+    if (problems_.size() == kMaxProblems) {
+      problems_.push_back(fmt::format("{}:1:1: {} problems so far; stopping here", file_, kMaxProblems));
+      throw SpecError(problems_);
+    }
+  }
+
+  // True (and reported once) when a section already holds `limit` entries.
+  bool over_limit(size_t count, size_t limit, const YAML::Node& node, std::string_view what) {
+    if (count < limit) return false;
+    problem(pos(node), fmt::format("more than {} {}; archreg reads at most {}", limit, what, limit));
+    return true;
+  }
 
   void check_keys(const YAML::Node& map, std::initializer_list<std::string_view> allowed, std::string_view where = "") {
     for (const auto& entry : map) {
@@ -196,6 +270,7 @@ class SpecParser {
     }
     // Names first, so expressions may refer to hyperparameters defined further down.
     for (const auto& entry : node) {
+      if (over_limit(spec_.hparams.size(), kMaxHparams, entry.first, "hyperparameters")) break;
       const auto name = entry.first.as<std::string>();
       if (!is_identifier(name) || name == "layer" || name == "min" || name == "max") {
         problem(pos(entry.first), fmt::format("'{}' cannot name a hyperparameter (identifiers only; 'layer', 'min', 'max' are reserved)", name));
@@ -283,6 +358,7 @@ class SpecParser {
       return;
     }
     for (const auto& entry : node) {
+      if (over_limit(spec_.tensors.size(), kMaxTensors, entry.first, "tensors")) break;
       const auto full_name = entry.first.as<std::string>();
       auto [base, suffix] = split_tensor_name(full_name);
       TensorDecl t;
@@ -317,6 +393,7 @@ class SpecParser {
       for (const YAML::Node& extent : shape) {
         if (auto expr = expression(extent, per_layer, "shape")) t.shape.push_back(std::move(*expr));
       }
+      spec_.tensor_index_.emplace(tensor_key(per_layer, t.base, t.suffix), spec_.tensors.size());
       spec_.tensors.push_back(std::move(t));
     }
     for (const TensorDecl& t : spec_.tensors) {
@@ -349,9 +426,9 @@ class SpecParser {
     const auto text = scalar(node, what);
     if (!text) return std::nullopt;
     const auto [base, suffix] = split_tensor_name(*text);
-    for (size_t i = 0; i < spec_.tensors.size(); ++i) {
-      const TensorDecl& t = spec_.tensors[i];
-      if ((!section || t.per_layer == *section) && t.base == base && t.suffix == suffix) return i;
+    for (const bool per_layer : {false, true}) {
+      if (section && *section != per_layer) continue;
+      if (const TensorDecl* t = spec_.find_tensor(per_layer, base, suffix)) return static_cast<size_t>(t - spec_.tensors.data());
     }
     problem(pos(node), section ? fmt::format("{} names '{}', which is not declared under '{}'", what, *text, *section ? "layer" : "tensors")
                                : fmt::format("{} names '{}', which is not a declared tensor", what, *text));
@@ -408,6 +485,7 @@ class SpecParser {
       return;
     }
     for (const auto& entry : node) {
+      if (over_limit(spec_.fusable.size(), kMaxFusableGroups, entry.first, "fusable groups")) break;
       FusableGroup group;
       group.name = entry.first.as<std::string>();
       group.pos = pos(entry.first);
@@ -420,6 +498,10 @@ class SpecParser {
       const YAML::Node parts = body["parts"];
       if (!parts || !parts.IsSequence() || parts.size() < 2) {
         problem(parts ? pos(parts) : group.pos, fmt::format("fusable group '{}' needs 'parts': a list of at least two tensors", group.name));
+        continue;
+      }
+      if (parts.size() > kMaxGroupParts) {
+        problem(pos(parts), fmt::format("fusable group '{}' has {} parts; at most {} are allowed", group.name, parts.size(), kMaxGroupParts));
         continue;
       }
       for (const YAML::Node& part : parts) {
@@ -453,6 +535,7 @@ class SpecParser {
       return;
     }
     for (const YAML::Node& item : node) {
+      if (over_limit(spec_.checks.size(), kMaxChecks, item, "checks")) break;
       if (!item.IsMap() || !item["expr"] || !item["message"]) {
         problem(pos(item), "each check is a map with 'expr' and 'message'");
         continue;
@@ -464,28 +547,60 @@ class SpecParser {
     }
   }
 
+  // Depth-first search over default/value references with an explicit stack (a spec may chain
+  // many hyperparameters): a reference back into the stack is a cycle, and the longest chain of
+  // references is bounded, since evaluating a value follows it.
   void check_hparam_cycles() {
-    // Depth-first search over default/value references; a back edge is a cycle.
-    std::vector<int> state(spec_.hparams.size(), 0);  // 0 new, 1 on stack, 2 done
-    std::function<bool(uint32_t)> visit = [&](uint32_t i) {
-      if (state[i] == 2) return true;
-      if (state[i] == 1) return false;
-      state[i] = 1;
-      const Hparam& h = spec_.hparams[i];
-      for (const std::optional<Expr>* e : {&h.value, &h.default_value}) {
-        if (!*e) continue;
-        for (uint32_t s : (*e)->symbols()) {
-          if (s != kLayerSymbol && !visit(s)) {
-            if (state[i] == 1) problem(h.pos, fmt::format("hyperparameter '{}' depends on itself (through '{}')", h.name, spec_.hparams[s].name));
-            state[i] = 2;
-            return true;  // reported once
-          }
-        }
-      }
-      state[i] = 2;
-      return true;
+    const std::vector<std::vector<uint32_t>> reads = hparam_reads(spec_);
+    const size_t n = reads.size();
+    std::vector<int> state(n, 0);   // 0 new, 1 on the stack, 2 done
+    std::vector<size_t> chain(n, 1);  // the longest chain of references starting here
+    std::vector<bool> reported(n, false);
+    bool cycle = false;
+    struct Frame {
+      uint32_t hparam;
+      size_t next = 0;
     };
-    for (uint32_t i = 0; i < spec_.hparams.size(); ++i) visit(i);
+    std::vector<Frame> stack;
+    for (uint32_t root = 0; root < n; ++root) {
+      if (state[root] != 0) continue;
+      state[root] = 1;
+      stack.push_back({root});
+      while (!stack.empty()) {
+        Frame& top = stack.back();
+        if (top.next < reads[top.hparam].size()) {
+          const uint32_t read = reads[top.hparam][top.next++];
+          if (state[read] == 0) {
+            state[read] = 1;
+            stack.push_back({read});
+          } else if (state[read] == 1) {
+            cycle = true;
+            if (!reported[top.hparam]) {
+              reported[top.hparam] = true;
+              const Hparam& h = spec_.hparams[top.hparam];
+              problem(h.pos, fmt::format("hyperparameter '{}' depends on itself (through '{}')", h.name, spec_.hparams[read].name));
+            }
+          } else {
+            chain[top.hparam] = std::max(chain[top.hparam], chain[read] + 1);
+          }
+          continue;
+        }
+        state[top.hparam] = 2;
+        const uint32_t done = top.hparam;
+        stack.pop_back();
+        if (!stack.empty()) chain[stack.back().hparam] = std::max(chain[stack.back().hparam], chain[done] + 1);
+      }
+    }
+    if (cycle) return;
+    for (uint32_t i = 0; i < n; ++i) {
+      if (chain[i] > kMaxHparamChain) {
+        const Hparam& h = spec_.hparams[i];
+        problem(h.pos, fmt::format("hyperparameter '{}' starts a chain of {} hyperparameters, each reading the next through default or value; "
+                                   "at most {} are allowed",
+                                   h.name, chain[i], kMaxHparamChain));
+        return;
+      }
+    }
   }
 
   std::string file_;
@@ -496,11 +611,13 @@ class SpecParser {
 Spec parse_spec(std::string_view yaml_text, const std::string& file) { return SpecParser(file).parse(yaml_text); }
 
 Spec load_spec(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw SpecError({fmt::format("{}: cannot read the spec file", file.string())});
-  std::stringstream text;
-  text << in.rdbuf();
-  Spec spec = parse_spec(text.str(), file.string());
+  std::string text;
+  try {
+    text = gguf::read_regular_file(file, kMaxSpecBytes, "spec");
+  } catch (const gguf::FileError& error) {
+    throw SpecError({fmt::format("{}: {}", file.string(), error.message())});
+  }
+  Spec spec = parse_spec(text, file.string());
   if (file.extension() == ".yaml" && file.stem().string() != spec.arch) {
     throw SpecError({fmt::format("{}:1:1: arch '{}' does not match the file name: name the file {}.yaml", file.string(), spec.arch, spec.arch)});
   }
@@ -508,21 +625,30 @@ Spec load_spec(const std::filesystem::path& file) {
 }
 
 std::vector<uint32_t> hparam_order(const Spec& spec) {
+  // Post-order over the references, with an explicit stack; marking a hyperparameter when it is
+  // first reached also stops at a cycle (rejected at load anyway).
+  const std::vector<std::vector<uint32_t>> reads = hparam_reads(spec);
   std::vector<uint32_t> order;
-  std::vector<bool> done(spec.hparams.size(), false);
-  std::function<void(uint32_t)> visit = [&](uint32_t i) {
-    if (done[i]) return;
-    done[i] = true;  // cycles were rejected at load; marking first also stops a malformed one
-    const Hparam& h = spec.hparams[i];
-    for (const std::optional<Expr>* e : {&h.value, &h.default_value}) {
-      if (!*e) continue;
-      for (uint32_t s : (*e)->symbols()) {
-        if (s != kLayerSymbol) visit(s);
+  std::vector<bool> reached(reads.size(), false);
+  std::vector<std::pair<uint32_t, size_t>> stack;  // hyperparameter, next reference to follow
+  for (uint32_t root = 0; root < reads.size(); ++root) {
+    if (reached[root]) continue;
+    reached[root] = true;
+    stack.emplace_back(root, 0);
+    while (!stack.empty()) {
+      auto& [hparam, next] = stack.back();
+      if (next < reads[hparam].size()) {
+        const uint32_t read = reads[hparam][next++];
+        if (!reached[read]) {
+          reached[read] = true;
+          stack.emplace_back(read, 0);
+        }
+        continue;
       }
+      order.push_back(hparam);
+      stack.pop_back();
     }
-    order.push_back(i);
-  };
-  for (uint32_t i = 0; i < spec.hparams.size(); ++i) visit(i);
+  }
   return order;
 }
 

@@ -21,6 +21,21 @@ namespace archreg::spec {
 
 inline constexpr int kSchemaVersion = 1;
 
+// Limits on one spec (docs/spec-format.md): loading any file costs bounded time and memory.
+inline constexpr uint64_t kMaxSpecBytes = 256 << 10;
+// YAML nodes (scalars, lists, maps) in the document: yaml-cpp spends about 500 bytes and a few
+// microseconds on each, so this bounds the memory and time of loading the tree.
+inline constexpr size_t kMaxYamlNodes = 65536;
+inline constexpr size_t kMaxHparams = 256;
+inline constexpr size_t kMaxTensors = 4096;  // 'tensors' and 'layer' together
+inline constexpr size_t kMaxFusableGroups = 64;
+inline constexpr size_t kMaxGroupParts = 16;
+inline constexpr size_t kMaxChecks = 256;
+// A hyperparameter's default or value may read one that reads another ...: at most this deep.
+inline constexpr size_t kMaxHparamChain = 32;
+// A spec with more problems than this reports the first ones and stops.
+inline constexpr size_t kMaxProblems = 100;
+
 // Every problem found in one spec file, each "file:line:column: message".
 class SpecError : public std::runtime_error {
  public:
@@ -114,10 +129,12 @@ class Spec {
 
  private:
   std::unordered_map<std::string, uint32_t> hparam_index_;
+  std::unordered_map<std::string, size_t> tensor_index_;  // tensor_key() -> index in tensors
   friend class SpecParser;
 };
 
-// Parses and checks a spec. Throws SpecError listing every problem found.
+// Parses and checks a spec. Throws SpecError listing every problem found (at most
+// kMaxProblems). load_spec reads only a regular file of at most kMaxSpecBytes.
 Spec load_spec(const std::filesystem::path& file);
 Spec parse_spec(std::string_view yaml_text, const std::string& file);
 

@@ -148,7 +148,32 @@ int64_t Hparams::value(uint32_t index, std::optional<int64_t> layer) const {
         memo = &memo_[context];
         if ((*memo)[index]) return *(*memo)[index];
       }
-      const int64_t result = eval(h.value ? *h.value : *h.default_value, layer);
+      const uint64_t key = context * slots_.size() + index;
+      if (memo != nullptr) {
+        if (const auto failed = failures_.find(key); failed != failures_.end()) {
+          switch (failed->second.kind) {
+            case Failure::Kind::kLayerDependent: throw LayerDependent(failed->second.message);
+            case Failure::Kind::kUnavailable: throw Unavailable(failed->second.message);
+            case Failure::Kind::kEval: throw spec::EvalError(failed->second.message);
+          }
+        }
+      }
+      const auto remember = [&](Failure::Kind kind, const std::exception& error) {
+        if (memo != nullptr) failures_.emplace(key, Failure{kind, error.what()});
+      };
+      int64_t result = 0;
+      try {
+        result = eval(h.value ? *h.value : *h.default_value, layer);
+      } catch (const LayerDependent& error) {
+        remember(Failure::Kind::kLayerDependent, error);
+        throw;
+      } catch (const Unavailable& error) {
+        remember(Failure::Kind::kUnavailable, error);
+        throw;
+      } catch (const spec::EvalError& error) {
+        remember(Failure::Kind::kEval, error);
+        throw;
+      }
       if (memo != nullptr) (*memo)[index] = result;
       return result;
     }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "gguf/reader.hpp"
@@ -63,6 +64,13 @@ class Hparams {
   std::optional<int64_t> layers_;
   // Memoised computed values: [0] global, [1 + layer] per layer; allocated on first use.
   mutable std::vector<std::vector<std::optional<int64_t>>> memo_;
+  // Memoised failures, keyed by context * hparams + index: without them, a chain of values each
+  // reading the one before twice would be re-evaluated exponentially often when its root fails.
+  struct Failure {
+    enum class Kind { kLayerDependent, kUnavailable, kEval } kind;
+    std::string message;
+  };
+  mutable std::unordered_map<uint64_t, Failure> failures_;
 };
 
 }  // namespace archreg::validate

@@ -2,6 +2,8 @@
 # Fuzzes TARGET for SECONDS, starting from its committed seed corpus:
 #   gguf_reader_fuzz (default)  the GGUF reader; seeds in tests/fuzz/corpus
 #   validate_fuzz               validation against every spec; seeds in tests/fuzz/validate-corpus
+#   spec_fuzz                   spec parsing and evaluation; seeds: arch-specs/, the toy spec and
+#                               the hostile specs in tests/fuzz/spec-corpus
 #
 # Usage: tests/fuzz/run.sh BUILD_DIR SECONDS [TARGET]   (BUILD_DIR from the fuzz preset: build/fuzz)
 #
@@ -12,16 +14,21 @@
 set -euo pipefail
 
 if [[ $# -lt 2 || $# -gt 3 ]]; then
-  echo "usage: $0 BUILD_DIR SECONDS [gguf_reader_fuzz|validate_fuzz]" >&2
+  echo "usage: $0 BUILD_DIR SECONDS [gguf_reader_fuzz|validate_fuzz|spec_fuzz]" >&2
   exit 2
 fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build_dir=$(cd "$1" && pwd)
 seconds=$2
 target=${3:-gguf_reader_fuzz}
+repo=$(cd "$here/../.." && pwd)
+dict=$here/gguf.dict
 case "$target" in
-  gguf_reader_fuzz) seeds_dir=$here/corpus ;;
-  validate_fuzz) seeds_dir=$here/validate-corpus ;;
+  gguf_reader_fuzz) seeds=("$here"/corpus/*.gguf) ;;
+  validate_fuzz) seeds=("$here"/validate-corpus/*.gguf) ;;
+  spec_fuzz)
+    seeds=("$repo"/arch-specs/*.yaml "$repo"/tests/fixtures/toy-specs/*.yaml "$here"/spec-corpus/*.yaml)
+    dict=$here/spec.dict ;;
   *) echo "$0: unknown target '$target'" >&2; exit 2 ;;
 esac
 fuzzer=$build_dir/tests/fuzz/$target
@@ -33,7 +40,7 @@ fi
 work=$build_dir/fuzz-run/$target
 rm -rf "$work"
 mkdir -p "$work/corpus" "$work/findings"
-cp "$seeds_dir"/*.gguf "$work/corpus/"
+cp "${seeds[@]}" "$work/corpus/"
 seeds=$(find "$work/corpus" -type f | wc -l)
 log=$work/fuzz.log
 
@@ -41,7 +48,7 @@ log=$work/fuzz.log
 # -rss_limit_mb also caps single allocations, so an unbounded allocation is a finding.
 status=0
 "$fuzzer" "$work/corpus" \
-  -dict="$here/gguf.dict" \
+  -dict="$dict" \
   -max_total_time="$seconds" \
   -max_len=65536 \
   -rss_limit_mb=2048 \

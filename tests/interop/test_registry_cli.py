@@ -72,13 +72,22 @@ def test_broken_plugins_are_listed_as_broken_naming_the_file(case: str, message:
     assert any(message in p and f"archreg-{case}.so" in p for p in row["problems"]), row["problems"]
 
 
-def test_plugin_without_spec_and_duplicate_plugins_are_broken():
+def test_plugin_without_spec_and_duplicate_plugins_are_broken(tmp_path: Path):
     rows = listing("--plugin-dir", test_plugins() / "ghost")
     assert rows["ghostarch"]["state"] == "broken"
     assert "no spec describes it" in rows["ghostarch"]["problems"][0]
-    rows = listing("--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / "toy", "--plugin-dir", test_plugins() / "duplicate")
+    # Two plugins for one arch in one directory are ambiguous ...
+    for plugin_dir in (test_plugins() / "toy", test_plugins() / "duplicate"):
+        for file in plugin_dir.glob("archreg-*"):
+            (tmp_path / file.name).symlink_to(file)
+    rows = listing("--spec-dir", TOY_SPECS, "--plugin-dir", tmp_path)
     assert rows["toymoe"]["state"] == "broken"
     assert "claimed by 2 plugins" in rows["toymoe"]["problems"][0]
+    # ... in two directories the first one wins, and the listing names the one it shadows.
+    rows = listing("--spec-dir", TOY_SPECS, "--plugin-dir", test_plugins() / "toy", "--plugin-dir", test_plugins() / "duplicate")
+    assert rows["toymoe"]["state"] != "broken"
+    assert Path(rows["toymoe"]["plugin"]).name == "archreg-toymoe.so"
+    assert [Path(p).name for p in rows["toymoe"]["shadowed_plugins"]] == ["archreg-toymoe-again.so"]
 
 
 def test_validate_uses_the_plugin_and_fails_loudly_when_it_is_broken(tmp_path: Path):

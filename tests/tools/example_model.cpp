@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <iostream>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -253,8 +254,13 @@ void write_model(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: archreg-example-model OUT.gguf\n";
+  constexpr const char* kUsage = "usage: archreg-example-model OUT.gguf\n";
+  if (argc == 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (argc != 2 || argv[1][0] == '-' || argv[1][0] == '\0') {  // an option is never an output name
+    std::cerr << kUsage;
     return 1;
   }
   try {
