@@ -74,7 +74,12 @@ std::string printable(std::string_view text, Escape target) {
     const bool escape = length == 0 || (target == Escape::kTerminal && unsafe_on_a_terminal(code_point));
     if (length == 0) length = 1;
     if (escape) {
-      for (size_t i = 0; i < length; ++i) out += fmt::format("\\x{:02x}", static_cast<unsigned char>(text[at + i]));
+      for (size_t i = 0; i < length; ++i) {
+        constexpr char kHex[] = "0123456789abcdef";
+        const auto byte = static_cast<unsigned char>(text[at + i]);
+        const char escaped[4] = {'\\', 'x', kHex[byte >> 4], kHex[byte & 0xf]};
+        out.append(escaped, 4);
+      }
     } else {
       out.append(text.substr(at, length));
     }

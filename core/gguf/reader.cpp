@@ -40,6 +40,9 @@ struct Subject {
 
   std::string text() const {
     if (std::string_view(kind) == "header") return "header";
+    // A key may be as long as the file: a message shows its start.
+    constexpr size_t kShown = 256;
+    if (named && name.size() > kShown) return fmt::format("{} '{}...' ({} bytes)", kind, printable(name.substr(0, kShown)), name.size());
     if (named) return fmt::format("{} '{}'", kind, printable(name));
     return fmt::format("{} #{}", kind, ordinal);
   }

@@ -340,6 +340,23 @@ TEST(HostileGgufFile, ASigbusOutsideReadersStillKills) {
       ::testing::KilledBySignal(SIGBUS), "");
 }
 
+TEST(HostileGgufFile, AHugeKeyNamedInAnErrorIsShownShortened) {
+  // A key may be as long as the file; escaping all of it byte by byte made one fuzz input take
+  // 7 s. An error shows the key's first 256 bytes and its length.
+  test::GgufBytes file;
+  file.header(3, 0, 1).key(std::string(8 << 20, '\0'), 99);
+  const test::ExactCopy bytes(file.span());
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    gguf::Reader::from_memory(bytes.span(), "huge-key.gguf");
+    FAIL() << "accepted";
+  } catch (const gguf::Error& error) {
+    EXPECT_THAT(error.what(), AllOf(HasSubstr("...' (8388608 bytes)"), HasSubstr("unknown value type 99")));
+    EXPECT_LT(std::string(error.what()).size(), 1500u);
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 1.0);
+}
+
 // ---- the registry: directories by identity, overriding, hostile manifests and libraries ----
 
 registry::Registry make(std::vector<std::filesystem::path> plugin_dirs, std::vector<std::filesystem::path> spec_dirs) {
