@@ -1,6 +1,6 @@
 // `archreg bench [MODEL] [-p 512] [-n 128] [-r 3] [--threads T] [--fused both|on|off]`: prompt
 // processing (one batch of p tokens) and generation (n tokens one at a time after it) in
-// tokens/s, mean ± standard deviation over r repetitions, llama-bench style. `--fused both` runs
+// tokens/s, mean ± standard deviation over r repetitions, as a pp/tg table. `--fused both` runs
 // the file as stored and fused in memory at load in one run, so the two can be compared.
 #include <chrono>
 #include <cmath>

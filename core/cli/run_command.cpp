@@ -1,6 +1,6 @@
 // `archreg run [MODEL] --tokens IDS [-n N] ...`: evaluates a prompt and generates tokens on the
-// CPU backend; `archreg bench [MODEL]`: prompt-processing and generation speed, llama-bench
-// style. Every refusal (a file that cannot run, ids out of range, a context too small, a model
+// CPU backend; `archreg bench [MODEL]`: prompt-processing and generation speed in the
+// style of the usual benchmark table. Every refusal (a file that cannot run, ids out of range, a context too small, a model
 // larger than memory, an output that cannot be written) comes before any work, exit status 1.
 #include <unistd.h>
 

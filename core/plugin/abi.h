@@ -83,7 +83,7 @@ typedef struct archreg_attention_options {
   uint32_t size;
   float scale;            /* applied to q·k (0: 1/sqrt(head_dim of q)) */
   int32_t sliding_window; /* 0: attend to every earlier position; n: to the last n only */
-  /* Optional learned per-head sink logits [n_head] (gpt-oss), or NULL. */
+  /* Optional learned per-head sink logits [n_head], or NULL. */
   const archreg_tensor* sinks;
   float softcap; /* 0: none; else scores = softcap * tanh(scores / softcap) */
 } archreg_attention_options;
@@ -91,7 +91,7 @@ typedef struct archreg_attention_options {
 typedef enum archreg_activation {
   ARCHREG_ACT_SILU = 0,       /* SwiGLU: silu(gate) * up */
   ARCHREG_ACT_GELU = 1,       /* GeGLU (tanh approximation) */
-  ARCHREG_ACT_SWIGLU_OAI = 2, /* gpt-oss: clamped, x*sigmoid(alpha*x) * (up + 1) */
+  ARCHREG_ACT_SWIGLU_OAI = 2, /* clamped: min(g, limit)*sigmoid(alpha*g) * (clamp(u, +-limit) + 1) */
 } archreg_activation;
 
 typedef struct archreg_glu_options {
@@ -116,7 +116,7 @@ typedef struct archreg_ffn_weights {
 typedef enum archreg_gating {
   ARCHREG_GATING_SOFTMAX = 0,        /* probabilities = softmax(logits) over all experts */
   ARCHREG_GATING_SIGMOID = 1,        /* probabilities = sigmoid(logits) */
-  ARCHREG_GATING_SOFTMAX_TOPK = 2,   /* softmax over the selected experts' logits (gpt-oss) */
+  ARCHREG_GATING_SOFTMAX_TOPK = 2,   /* softmax over the selected experts' logits */
 } archreg_gating;
 
 typedef struct archreg_moe_weights {

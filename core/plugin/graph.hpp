@@ -151,23 +151,42 @@ inline archreg_rope_options standard_rope(const Graph& g, uint32_t mode, int32_t
 
 // A standard self-attention block: Q/K/V projections (with optional biases), optional per-head
 // Q/K RMS norms, RoPE, attention over the KV cache, output projection. Reads the spec's
-// standard names (attn_q, attn_k, attn_v, attn_q_norm, attn_k_norm, attn_output).
+// standard names (attn_q, attn_k, attn_v, attn_q_norm, attn_k_norm, attn_output; or one
+// attn_qkv tensor where the spec has no attn_q).
 struct AttentionConfig {
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
   int64_t head_dim = 0;
   float eps = 1e-6f;  // for the Q/K norms
-  // Q/K norms over the whole projection (OLMoE) instead of over each head (Qwen3).
+  // Q/K norms over the whole projection instead of over each head.
   bool qk_norm_whole = false;
+  // false: no rotary embedding at all (e.g. a spec's switch that turns RoPE off)
+  bool use_rope = true;
+  // per-head Q/K norms after RoPE instead of before it
+  bool qk_norm_after_rope = false;
   archreg_rope_options rope{};
   archreg_attention_options attention{};
 };
 
 inline Tensor self_attention(const Graph& g, int32_t il, Tensor x, const AttentionConfig& c) {
   const int32_t n = g.n_tokens();
-  Tensor q = g.linear(g.require("attn_q.weight", il), g.weight("attn_q.bias", il), x);
-  Tensor k = g.linear(g.require("attn_k.weight", il), g.weight("attn_k.bias", il), x);
-  Tensor v = g.linear(g.require("attn_v.weight", il), g.weight("attn_v.bias", il), x);
+  Tensor q = nullptr;
+  Tensor k = nullptr;
+  Tensor v = nullptr;
+  Tensor qkv_weight = g.weight("attn_q.weight", il) == nullptr ? g.weight("attn_qkv.weight", il) : nullptr;
+  if (qkv_weight != nullptr) {
+    // a spec whose only form is one attn_qkv tensor (not a fusable group): Q, then K, then V rows
+    const int64_t n_q = c.head_dim * c.n_head;
+    const int64_t n_kv = c.head_dim * c.n_head_kv;
+    Tensor qkv = g.linear(qkv_weight, g.weight("attn_qkv.bias", il), x);
+    q = g.slice(qkv, 0, n_q);
+    k = g.slice(qkv, n_q, n_kv);
+    v = g.slice(qkv, n_q + n_kv, n_kv);
+  } else {
+    q = g.linear(g.require("attn_q.weight", il), g.weight("attn_q.bias", il), x);
+    k = g.linear(g.require("attn_k.weight", il), g.weight("attn_k.bias", il), x);
+    v = g.linear(g.require("attn_v.weight", il), g.weight("attn_v.bias", il), x);
+  }
   Tensor q_norm = g.weight("attn_q_norm.weight", il);
   Tensor k_norm = g.weight("attn_k_norm.weight", il);
   if (c.qk_norm_whole) {
@@ -177,12 +196,21 @@ inline Tensor self_attention(const Graph& g, int32_t il, Tensor x, const Attenti
   q = g.reshape(q, c.head_dim, c.n_head, n);
   k = g.reshape(k, c.head_dim, c.n_head_kv, n);
   v = g.reshape(v, c.head_dim, c.n_head_kv, n);
-  if (!c.qk_norm_whole) {
+  const bool per_head = !c.qk_norm_whole;
+  if (per_head && !c.qk_norm_after_rope) {
     if (q_norm != nullptr) q = g.rms_norm(q, q_norm, c.eps);
     if (k_norm != nullptr) k = g.rms_norm(k, k_norm, c.eps);
   }
-  q = g.named(g.rope(q, c.rope), "Qcur", il);
-  k = g.named(g.rope(k, c.rope), "Kcur", il);
+  if (c.use_rope) {
+    q = g.rope(q, c.rope);
+    k = g.rope(k, c.rope);
+  }
+  if (per_head && c.qk_norm_after_rope) {
+    if (q_norm != nullptr) q = g.rms_norm(q, q_norm, c.eps);
+    if (k_norm != nullptr) k = g.rms_norm(k, k_norm, c.eps);
+  }
+  q = g.named(q, "Qcur", il);
+  k = g.named(k, "Kcur", il);
   Tensor a = g.attention(il, q, k, v, c.attention);
   a = g.reshape(a, c.head_dim * c.n_head, n);
   return g.named(g.linear(g.require("attn_output.weight", il), g.weight("attn_output.bias", il), a), "attn_out", il);
@@ -209,13 +237,18 @@ inline uint32_t gating_from_key(int64_t value, uint32_t fallback) {
   }
 }
 
-// The final norm and the logits of the rows the runtime wants; `output` falls back to the
-// token embedding (tied embeddings).
+// The output head over final hidden states: `output` (falling back to the token embedding:
+// tied embeddings) plus `output.bias` when the file has one.
+inline Tensor output_head(const Graph& g, Tensor x) {
+  Tensor head = g.weight("output.weight");
+  return g.linear(head != nullptr ? head : g.require("token_embd.weight"), g.weight("output.bias"), x);
+}
+
+// The final norm and the logits of the rows the runtime wants.
 inline void standard_logits(const Graph& g, Tensor x, float eps) {
   x = g.output_rows(x);
   x = g.rms_norm(x, g.require("output_norm.weight"), eps);
-  Tensor head = g.weight("output.weight");
-  g.logits(g.matmul(head != nullptr ? head : g.require("token_embd.weight"), x));
+  g.logits(output_head(g, x));
 }
 
 // Runs a plugin's build body, turning a C++ exception into a build failure (none may cross
