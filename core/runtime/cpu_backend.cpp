@@ -70,8 +70,23 @@ class CpuBackend final : public Backend {
     plan(graph);
     if (graph.arena_bytes > static_cast<int64_t>(arena_.size())) arena_.assign(static_cast<size_t>(graph.arena_bytes) / sizeof(float) + 16, 0.0f);
     if (graph.scratch_bytes > static_cast<int64_t>(scratch_.size())) scratch_.assign(static_cast<size_t>(graph.scratch_bytes) + kAlign, std::byte{0});
+    // Weights read as rows of floats (not through vec_dot): dequantized once here unless they
+    // are contiguous F32 already. Matrices stay in the mapping.
     for (const auto& node : graph.nodes) {
-      if (node->is_weight()) f32_weight(node.get());
+      switch (node->op) {
+        case Op::kNorm:
+        case Op::kRope: f32_weight(node->src[1]), f32_weight(node->src[2]); break;
+        case Op::kAdd:
+        case Op::kMul: f32_weight(node->src[1]->is_weight() ? node->src[1] : nullptr); break;
+        case Op::kAttention: f32_weight(node->src[3]); break;
+        case Op::kFfn:
+        case Op::kMoe:
+          for (size_t i = 3; i < 6; ++i) f32_weight(node->ffn[i]);
+          f32_weight(node->ffn[7]);
+          f32_weight(node->selection_bias);
+          break;
+        default: break;
+      }
     }
   }
 
