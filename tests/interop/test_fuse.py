@@ -829,8 +829,10 @@ def _logits(path: Path) -> np.ndarray:
     return logits
 
 
+# `--for llama.cpp` fuses the groups llama.cpp loads fused: every family whose arch has one
 LLAMA_CASES = [("deepseek2", ()), ("qwen3moe", ("--group", "attn_qkv"))] + [
-    (family, ("--for", "llama.cpp")) for family in FAMILIES if CASES[family][0] != "toymoe"]
+    (family, ("--for", "llama.cpp")) for family in FAMILIES
+    if CASES[family][0] != "toymoe" and any(g.llama_cpp_loads_fused for g in rm.FUSABLE[CASES[family][0]])]
 LLAMA_IDS = [family + "".join(f"-{a.lstrip('-')}" for a in args) for family, args in LLAMA_CASES]
 
 

@@ -1,9 +1,11 @@
 """`archreg run` against llama.cpp: logits, greedy tokens, fused storage, a real model, bad input.
 
 Models: tests/fixtures/make_runtime_models.py writes one tiny random model per architecture
-family archreg runs (llama dense and Mixtral-style MoE, qwen2moe, qwen3moe, deepseek2 with MLA
-and in the legacy attn_kv_b form, gpt-oss, glm4moe, olmoe), each in F32, Q8_0, a Q4_K_M-like
-K-quant mix and a mix of the legacy quants with F16/BF16 (gpt-oss also with MXFP4 experts).
+family archreg runs (llama dense and Mixtral-style MoE, qwen2, qwen3, qwen2moe, qwen3moe,
+deepseek2 with MLA and in the legacy attn_kv_b form, gpt-oss, glm4moe, olmoe, olmo2 with and
+without sliding windows, granite, granitemoe, phi3, gemma3, ernie4_5-moe, dots1, hunyuan-moe,
+bailingmoe2), each in F32, Q8_0, a Q4_K_M-like K-quant mix and a mix of the legacy quants with
+F16/BF16 (gpt-oss also with MXFP4 experts).
 The reference is llama.cpp through llama-cpp-python (llama_logits.py, in its own process, once per
 test session for all files): F32 KV cache, flash attention off, the prompt as one batch.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -67,6 +70,17 @@ TOLERANCE = {
     "mixed": 2e-2,
     "mxfp4": 2e-2,
 }
+# GELU archs in F32: ggml computes GELU through an f16 lookup table (f16(gelu(f16(x)))), a
+# discontinuity like a Q8 rounding step, so llama.cpp against itself moves gemma3's F32 logits by
+# 8.2e-5 of the range with only the summation order changed (docs/numerics.md); the limit there is
+# 2.5x that, as for the quantized plans.
+TOLERANCE_F32_GELU = 2e-4
+GELU_MODELS = {"gemma3"}
+
+
+def tolerance(name: str) -> float:
+    model, plan = name.rsplit(".", 1)
+    return TOLERANCE_F32_GELU if plan == "f32" and model in GELU_MODELS else TOLERANCE[plan]
 
 # SmolLM2 (docs/numerics.md): perplexity within 0.5% of llama.cpp's (the issue's bar; llama.cpp
 # against itself: 0.13% with only the batch size changed, 0.33% with an F32 instead of F16 KV
@@ -83,7 +97,10 @@ SMOL_PPL_REL = 0.005
 SMOL_MIN_TOKENS = 256
 SMOL_MAX_TOKENS = 512
 
-FILES = rtm.all_files()
+# ARCHREG_RUNTIME_MODELS=qwen2,qwen3 limits the run to those models (and their llama.cpp
+# references) while an architecture is being added; unset, every model is tested.
+ONLY = [m for m in os.environ.get("ARCHREG_RUNTIME_MODELS", "").split(",") if m]
+FILES = [(m, t) for m, t in rtm.all_files() if not ONLY or m in ONLY]
 IDS = [f"{m}.{t}" for m, t in FILES]
 # files with at least one group whose parts share a storage type (fusable without re-quantizing;
 # not llama-dense.q4_k: its only group, attn_qkv, has V in Q6_K and Q/K in Q4_K, as in Q4_K_M)
@@ -182,7 +199,7 @@ def llama_cpp_python() -> str:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
     out = tmp_path_factory.mktemp("runtime-models")
-    rtm.main([str(out)])
+    rtm.main([str(out)] + (["--only", ",".join(ONLY)] if ONLY else []))
     manifest = {e["file"]: e for e in json.loads((out / "runtime_models.json").read_text())}
     return out, manifest
 
@@ -243,15 +260,14 @@ def test_logits_match_llama_cpp(models, reference, tmp_path_factory, name: str) 
     got = _archreg_for(models, tmp_path_factory, name)
     assert got.logits.shape == want.shape, f"{name}: archreg {got.logits.shape}, llama.cpp {want.shape}"
     assert np.all(np.isfinite(got.logits)), f"{name}: archreg wrote non-finite logits"
-    plan = name.rsplit(".", 1)[1]
     spread = float(np.ptp(want))
-    tol = TOLERANCE[plan] * spread
+    tol = tolerance(name) * spread
     diff = np.abs(got.logits.astype(np.float64) - want.astype(np.float64))
     pos, tok = np.unravel_index(int(np.argmax(diff)), diff.shape)
     per_pos = ", ".join(f"{d:.3g}" for d in diff.max(axis=1))
     assert diff.max() <= tol, (
         f"{name}: max |archreg - llama.cpp| = {diff.max():.4g} (position {pos}, token {tok}: {got.logits[pos, tok]:.6g} vs "
-        f"{want[pos, tok]:.6g}) > {tol:.4g} = {TOLERANCE[plan]:g} x logit range {spread:.4g}\n"
+        f"{want[pos, tok]:.6g}) > {tol:.4g} = {tolerance(name):g} x logit range {spread:.4g}\n"
         f"max |diff| per position: {per_pos}")
 
 
@@ -259,8 +275,7 @@ def test_logits_match_llama_cpp(models, reference, tmp_path_factory, name: str) 
 def test_greedy_tokens_match_llama_cpp(models, reference, tmp_path_factory, name: str) -> None:
     want, line = _reference_for(reference, name)
     got = _archreg_for(models, tmp_path_factory, name)
-    plan = name.rsplit(".", 1)[1]
-    decisive = 2 * TOLERANCE[plan] * float(np.ptp(want))
+    decisive = 2 * tolerance(name) * float(np.ptp(want))
     # prompt positions (both from the dumps)
     top2 = np.sort(want, axis=1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) > decisive
@@ -358,7 +373,7 @@ def test_smollm2_matches_llama_cpp(smollm2) -> None:
 @pytest.fixture(scope="module")
 def small_model(models) -> Path:
     where, _ = models
-    return where / "llama-dense.f32.gguf"
+    return where / ("llama-dense.f32.gguf" if not ONLY or "llama-dense" in ONLY else f"{ONLY[0]}.f32.gguf")
 
 
 def _refused(proc: subprocess.CompletedProcess, outdir: Path, *mentions: str) -> None:
