@@ -256,6 +256,9 @@ class SpecParser {
       if (const auto text = scalar(arch, "arch")) {
         spec_.arch = *text;
         if (spec_.arch.empty()) problem(pos(arch), "arch must not be empty");
+        if (spec_.arch.size() > kMaxArchLength) {
+          problem(pos(arch), fmt::format("arch is {} bytes; at most {} are allowed", spec_.arch.size(), kMaxArchLength));
+        }
       }
     } else {
       problem(pos(root), "missing 'arch' (the general.architecture value this spec describes)");
@@ -305,9 +308,17 @@ class SpecParser {
     check_keys(node, {"key", "type", "count", "per_layer", "default", "required_when", "optional", "value", "min", "max"}, where);
     if (const YAML::Node key = node["key"]) {
       if (auto text = scalar(key, "key")) {
+        // Substituted left to right, never inside what was substituted (an arch named
+        // "x{arch}" once made this loop endless), and bounded in length.
         std::string resolved = *text;
-        for (size_t at; (at = resolved.find("{arch}")) != std::string::npos;) resolved.replace(at, 6, spec_.arch);
+        for (size_t at = 0; (at = resolved.find("{arch}", at)) != std::string::npos && resolved.size() <= kMaxKeyLength;
+             at += spec_.arch.size()) {
+          resolved.replace(at, 6, spec_.arch);
+        }
         if (resolved.empty()) problem(pos(key), "key must not be empty");
+        if (resolved.size() > kMaxKeyLength) {
+          problem(pos(key), fmt::format("the key is longer than {} bytes once {{arch}} is substituted", kMaxKeyLength));
+        }
         h.key = resolved;
       }
     }

@@ -31,6 +31,8 @@ inline constexpr size_t kMaxTensors = 4096;  // 'tensors' and 'layer' together
 inline constexpr size_t kMaxFusableGroups = 64;
 inline constexpr size_t kMaxGroupParts = 16;
 inline constexpr size_t kMaxChecks = 256;
+inline constexpr size_t kMaxArchLength = 256;  // the arch name, substituted for {arch} in keys
+inline constexpr size_t kMaxKeyLength = 4096;  // a GGUF key, after substitution
 // A hyperparameter's default or value may read one that reads another ...: at most this deep.
 inline constexpr size_t kMaxHparamChain = 32;
 // A spec with more problems than this reports the first ones and stops.

@@ -168,6 +168,18 @@ TEST(HostileSpec, ManyHyperparametersTensorsGroupsAndChecksAreLimited) {
   EXPECT_THAT(spec_problems(spec_with("", "", parts + "] }\n")), ElementsAre(HasSubstr("has 20 parts; at most 16")));
 }
 
+TEST(HostileSpec, ArchSubstitutionEndsAndIsBounded) {
+  // Found by spec_fuzz: an arch named "x{arch}" made the {arch} substitution loop forever.
+  const auto with_arch = [](const std::string& arch, const std::string& key) {
+    std::string yaml = spec_with(fmt::format("  k: {{ key: \"{}\" }}\n", key));
+    return yaml.replace(yaml.find("arch: hostile"), 13, "arch: \"" + arch + "\"");
+  };
+  EXPECT_THAT(spec_problems(with_arch("x{arch}", "{arch}.{arch}")), SizeIs(0));
+  EXPECT_EQ(spec::parse_spec(with_arch("x{arch}", "{arch}.n"), "x.yaml").hparams.back().key, "x{arch}.n");
+  EXPECT_THAT(spec_problems(with_arch(repeat("a", 200), repeat("{arch}", 1000))), ElementsAre(HasSubstr("longer than 4096 bytes")));
+  EXPECT_THAT(spec_problems(with_arch(repeat("a", 300), "k")), ElementsAre(HasSubstr("arch is 300 bytes")));
+}
+
 TEST(HostileSpec, ProblemsStopAtALimit) {
   std::string unknown;
   for (int i = 0; i < 1000; ++i) unknown += fmt::format("unknown{}: 1\n", i);
