@@ -4,7 +4,7 @@ Models: tests/fixtures/make_runtime_models.py writes one tiny random model per a
 family archreg runs (llama dense and Mixtral-style MoE, qwen2, qwen3, qwen2moe, qwen3moe,
 deepseek2 with MLA and in the legacy attn_kv_b form, gpt-oss, glm4moe, olmoe, olmo2 with and
 without sliding windows, granite, granitemoe, phi3, gemma3, ernie4_5-moe, dots1, hunyuan-moe,
-bailingmoe2), each in F32, Q8_0, a Q4_K_M-like K-quant mix and a mix of the legacy quants with
+bailingmoe2, minimax-m2), each in F32, Q8_0, a Q4_K_M-like K-quant mix and a mix of the legacy quants with
 F16/BF16 (gpt-oss also with MXFP4 experts).
 The reference is llama.cpp through llama-cpp-python (llama_logits.py, in its own process, once per
 test session for all files): F32 KV cache, flash attention off, the prompt as one batch.
