@@ -24,6 +24,7 @@ void add_fuse_commands(CLI::App& app, int& exit_code);  // fuse and unfuse
 void add_tokenize_command(CLI::App& app, int& exit_code);
 void add_run_command(CLI::App& app, int& exit_code);
 void add_bench_command(CLI::App& app, int& exit_code);
+void add_chat_command(CLI::App& app, int& exit_code);
 
 // `--spec-dir DIR` and `--plugin-dir DIR` (repeatable): searched before the default directories.
 struct RegistryOptions {

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   archreg::cli::add_tokenize_command(app, exit_code);
   archreg::cli::add_run_command(app, exit_code);
   archreg::cli::add_bench_command(app, exit_code);
+  archreg::cli::add_chat_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

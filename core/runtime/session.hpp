@@ -2,6 +2,7 @@
 // plugin once and reused). eval() appends tokens to the sequence and returns their logits.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -48,6 +49,8 @@ class Session {
   std::span<const float> eval(std::span<const int32_t> tokens);
   // Forgets the sequence (the KV cache is overwritten from position 0).
   void reset() { n_past_ = 0; }
+  // Keeps only the first n positions (n <= n_past()): the next eval continues from there.
+  void rewind(int64_t n) { n_past_ = std::min(n_past_, std::max<int64_t>(n, 0)); }
 
  private:
   Graph& graph_for(int32_t n_tokens);

@@ -65,3 +65,22 @@ def test_default_model_is_smollm2() -> None:
     proc = subprocess.run([archreg(), "run", "-p", "Hello", "-n", "4"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "llama on cpu" in proc.stderr
+
+
+def test_chat_two_turns_from_piped_input() -> None:
+    """`archreg chat` renders the conversation with the model's template (SmolLM2: ChatML) and
+    answers each turn; piped input ends at EOF."""
+    proc = subprocess.run([archreg(), "chat", str(smollm2_path()), "-n", "12", "--threads", "2"],
+                          input="What is the capital of France?\nAnd of Italy?\n", capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "template chatml" in proc.stderr
+    replies = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(replies) >= 2, proc.stdout
+    assert "Paris" in proc.stdout, proc.stdout
+
+
+def test_chat_refuses_an_unknown_template() -> None:
+    proc = subprocess.run([archreg(), "chat", str(smollm2_path()), "--chat-template", "no-such-family"],
+                          input="hi\n", capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "chatml" in proc.stderr  # the error names the options
