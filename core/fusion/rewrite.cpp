@@ -19,15 +19,6 @@
 namespace archreg::fusion {
 namespace {
 
-std::string findings_text(const std::vector<validate::Finding>& findings) {
-  std::string text;
-  for (const validate::Finding& f : findings) {
-    text += fmt::format("\n  {} {}: {}", f.code, f.subject, f.message);
-    if (f.expected && f.found) text += fmt::format(" (expected {}, found {})", *f.expected, *f.found);
-  }
-  return text;
-}
-
 // Bytes covered by `extent` indices along `axis` of a tensor shaped like `t` (one slice above).
 uint64_t bytes_along(const gguf::TensorInfo& t, int axis, uint64_t extent) {
   const gguf::TypeTraits& traits = *gguf::ggml_type(t.type);
@@ -291,9 +282,6 @@ struct FileDescriptor {
 };
 
 }  // namespace
-
-RewriteError::RewriteError(const std::string& message, std::vector<validate::Finding> findings)
-    : std::runtime_error(message + findings_text(findings)), findings_(std::move(findings)) {}
 
 RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, const registry::Plugin& plugin, const RewriteRequest& request) {
   return Planner(input, spec, plugin, request).run();

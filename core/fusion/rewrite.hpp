@@ -19,20 +19,14 @@
 #include "registry/registry.hpp"
 #include "spec/spec.hpp"
 #include "validate/finding.hpp"
+#include "validate/refusal.hpp"
 
 namespace archreg::fusion {
 
 enum class Direction { kFuse, kUnfuse };
 
 // A refusal: nothing is written. Findings are listed when the input does not validate.
-class RewriteError : public std::runtime_error {
- public:
-  explicit RewriteError(const std::string& message, std::vector<validate::Finding> findings = {});
-  const std::vector<validate::Finding>& findings() const { return findings_; }
-
- private:
-  std::vector<validate::Finding> findings_;
-};
+using RewriteError = validate::Refusal;
 
 struct RewriteRequest {
   Direction direction = Direction::kFuse;

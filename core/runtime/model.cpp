@@ -11,15 +11,6 @@
 namespace archreg::runtime {
 namespace {
 
-std::string describe(const std::vector<validate::Finding>& findings) {
-  std::string text;
-  for (const validate::Finding& f : findings) {
-    text += fmt::format("\n  {} {}: {}", f.code, f.subject, f.message);
-    if (f.expected && f.found) text += fmt::format(" (expected {}, found {})", *f.expected, *f.found);
-  }
-  return text;
-}
-
 // A view of a whole stored tensor.
 TensorView whole(const gguf::Reader& reader, const gguf::TensorInfo& t, std::string name) {
   const gguf::TypeTraits& traits = *gguf::ggml_type(t.type);
@@ -102,9 +93,6 @@ class Binder {
 };
 
 }  // namespace
-
-LoadError::LoadError(const std::string& message, std::vector<validate::Finding> findings)
-    : std::runtime_error(message + describe(findings)), findings_(std::move(findings)) {}
 
 bool TensorView::contiguous() const {
   const gguf::TypeTraits& traits = *gguf::ggml_type(type);

@@ -19,19 +19,13 @@
 #include "registry/registry.hpp"
 #include "spec/spec.hpp"
 #include "validate/finding.hpp"
+#include "validate/refusal.hpp"
 #include "validate/hparams.hpp"
 
 namespace archreg::runtime {
 
 // Why a model cannot be run; findings are listed when validation refused it.
-class LoadError : public std::runtime_error {
- public:
-  LoadError(const std::string& message, std::vector<validate::Finding> findings = {});
-  const std::vector<validate::Finding>& findings() const { return findings_; }
-
- private:
-  std::vector<validate::Finding> findings_;
-};
+using LoadError = validate::Refusal;
 
 // A logical tensor: ggml-style extents and byte strides over the mapped file.
 struct TensorView {

@@ -1,4 +1,5 @@
 #include "validate/validate.hpp"
+#include "validate/refusal.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -376,6 +377,15 @@ class Validator {
 
 Report validate(const gguf::Reader& reader, const spec::Spec& spec, const registry::Plugin* plugin) {
   return Validator(reader, spec, plugin).run();
+}
+
+std::string describe(const std::vector<Finding>& findings) {
+  std::string text;
+  for (const Finding& f : findings) {
+    text += fmt::format("\n  {} {}: {}", f.code, f.subject, f.message);
+    if (f.expected && f.found) text += fmt::format(" (expected {}, found {})", *f.expected, *f.found);
+  }
+  return text;
 }
 
 }  // namespace archreg::validate
