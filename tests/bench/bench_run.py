@@ -31,7 +31,7 @@ import reference_models as rm  # noqa: E402
 
 MOE = dict(n_embd=2048, n_layer=4, n_head=32, n_head_kv=4, head_dim=128, n_ff=6144, n_expert=128, n_expert_used=8,
            n_ff_exp=768, n_vocab=32000, n_ctx=4096)
-MOE_VERSION = 1
+MOE_VERSION = 2
 
 
 def smollm2() -> Path:
@@ -55,7 +55,7 @@ def random_blocks(qtype, shape, rng) -> np.ndarray:
         data[..., 2:4] = scale
     elif qtype == gguf.GGMLQuantizationType.Q6_K:
         data[..., size - 2:size] = scale
-    return data.reshape(rows, -1)
+    return data.reshape(*shape[:0:-1], -1)  # numpy order: outer ggml dimensions first
 
 
 def moe_file(cache: Path) -> Path:
