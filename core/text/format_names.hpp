@@ -1,6 +1,6 @@
 // The names the GGUF tokenizer metadata and llama.cpp's chat templates use, each mapped to what
-// it means for archreg. The one place such names are spelled (format_names.cpp); the rest of
-// core/text reads these tables.
+// it means for archreg. The names are data (arch-specs/text/formats.yaml, compiled in and read by
+// format_names.cpp); the rest of core/text reads these tables.
 #pragma once
 
 #include <span>
