@@ -168,6 +168,18 @@ struct AttentionConfig {
   archreg_attention_options attention{};
 };
 
+// The usual configuration of layer il: the spec's standard names n_head and n_head_kv (per
+// layer), head_dim_k and n_rot, RoPE from standard_rope, Q/K norms (if any) with `eps`.
+inline AttentionConfig standard_attention(const Graph& g, int32_t il, uint32_t rope_mode, float eps) {
+  AttentionConfig c;
+  c.n_head = g.hparam("n_head", il);
+  c.n_head_kv = g.hparam("n_head_kv", il);
+  c.head_dim = g.hparam("head_dim_k");
+  c.eps = eps;
+  c.rope = standard_rope(g, rope_mode, static_cast<int32_t>(g.hparam("n_rot")));
+  return c;
+}
+
 inline Tensor self_attention(const Graph& g, int32_t il, Tensor x, const AttentionConfig& c) {
   const int32_t n = g.n_tokens();
   Tensor q = nullptr;
@@ -242,6 +254,26 @@ inline uint32_t gating_from_key(int64_t value, uint32_t fallback) {
 inline Tensor output_head(const Graph& g, Tensor x) {
   Tensor head = g.weight("output.weight");
   return g.linear(head != nullptr ? head : g.require("token_embd.weight"), g.weight("output.bias"), x);
+}
+
+// Routing as llama.cpp's generic MoE keys set it: expert_used_count, expert_gating_func
+// (`fallback` when the spec gives no value), expert_weights_norm, expert_weights_scale.
+inline archreg_moe_options moe_options_from_keys(const Graph& g, uint32_t fallback) {
+  archreg_moe_options o{};
+  o.n_expert_used = static_cast<int32_t>(g.hparam("n_expert_used"));
+  o.gating = gating_from_key(g.hparam("expert_gating_func"), fallback);
+  o.normalize = g.hparam_f("expert_weights_norm", 0.0) != 0.0f ? 1 : 0;
+  o.weight_scale = g.hparam_f("expert_weights_scale", 0.0);  // 0: unscaled
+  return o;
+}
+
+// The FFN of a DeepSeek-style layer: a dense SwiGLU FFN in the first n_dense_lead layers, else
+// the routed experts plus the shared experts when the layer has them (ffn_*_shexp).
+inline Tensor dense_lead_or_experts(const Graph& g, int32_t il, Tensor x, int64_t n_dense_lead, const archreg_moe_options& options) {
+  if (il < n_dense_lead) return g.ffn(x, ffn_weights(g, il));
+  Tensor out = routed_experts(g, il, x, options);
+  if (g.weight("ffn_up_shexp.weight", il) != nullptr) out = g.add(out, g.ffn(x, ffn_weights(g, il, "_shexp")));
+  return out;
 }
 
 // The final norm and the logits of the rows the runtime wants.

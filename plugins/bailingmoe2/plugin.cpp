@@ -17,28 +17,14 @@ int build(const archreg_graph_api_v2* api, archreg_graph* graph, const char*) {
     const int32_t n_layer = static_cast<int32_t>(g.hparam("n_layer"));  // without the NextN blocks
     const int64_t n_dense_lead = g.hparam("n_dense_lead");
     const float eps = g.hparam_f("rms_eps", 1e-6);
+    const archreg_moe_options moe = archreg::plugin::moe_options_from_keys(g, ARCHREG_GATING_SIGMOID);
     Tensor x = g.embed(g.require("token_embd.weight"));
     for (int32_t il = 0; il < n_layer; ++il) {
-      archreg::plugin::AttentionConfig attn;
-      attn.n_head = g.hparam("n_head", il);
-      attn.n_head_kv = g.hparam("n_head_kv", il);
-      attn.head_dim = g.hparam("head_dim_k");
-      attn.eps = eps;
-      attn.rope = archreg::plugin::standard_rope(g, ARCHREG_ROPE_NEOX, static_cast<int32_t>(g.hparam("n_rot")));
+      archreg::plugin::AttentionConfig attn = archreg::plugin::standard_attention(g, il, ARCHREG_ROPE_NEOX, eps);
       Tensor h = g.rms_norm(x, g.require("attn_norm.weight", il), eps);
       x = g.add(archreg::plugin::self_attention(g, il, h, attn), x);
       h = g.rms_norm(x, g.require("ffn_norm.weight", il), eps);
-      Tensor ffn = nullptr;
-      if (il < n_dense_lead) {
-        ffn = g.ffn(h, archreg::plugin::ffn_weights(g, il));
-      } else {
-        archreg_moe_options o{};
-        o.n_expert_used = static_cast<int32_t>(g.hparam("n_expert_used"));
-        o.gating = archreg::plugin::gating_from_key(g.hparam("expert_gating_func"), ARCHREG_GATING_SIGMOID);
-        o.normalize = g.hparam_f("expert_weights_norm", 0.0) != 0.0f ? 1 : 0;
-        o.weight_scale = g.hparam_f("expert_weights_scale", 0.0);  // 0: none, as llama.cpp
-        ffn = g.add(archreg::plugin::routed_experts(g, il, h, o), g.ffn(h, archreg::plugin::ffn_weights(g, il, "_shexp")));
-      }
+      Tensor ffn = archreg::plugin::dense_lead_or_experts(g, il, h, n_dense_lead, moe);
       x = g.named(g.add(g.named(ffn, "ffn_out", il), x), "l_out", il);
     }
     archreg::plugin::standard_logits(g, x, eps);

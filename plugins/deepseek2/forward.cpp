@@ -33,6 +33,9 @@ void forward(const Graph& g) {
   const float kq_scale = mscale * mscale / std::sqrt(static_cast<float>(head_k));
   rope.attn_factor = 1.0f / (1.0f + 0.1f * std::log(1.0f / freq_scale));
 
+  archreg_moe_options moe = archreg::plugin::moe_options_from_keys(g, ARCHREG_GATING_SOFTMAX);
+  moe.n_group = static_cast<int32_t>(g.hparam("n_expert_groups"));
+  moe.n_group_used = static_cast<int32_t>(g.hparam("n_expert_groups_used"));
   Tensor x = g.embed(g.require("token_embd.weight"));
   for (int32_t il = 0; il < n_layer; ++il) {
     Tensor h = g.rms_norm(x, g.require("attn_norm.weight", il), eps);
@@ -68,19 +71,7 @@ void forward(const Graph& g) {
     x = g.add(x, g.named(a, "attn_out", il));
 
     h = g.rms_norm(x, g.require("ffn_norm.weight", il), eps);
-    Tensor ffn = nullptr;
-    if (il < n_dense_lead) {
-      ffn = g.ffn(h, archreg::plugin::ffn_weights(g, il));
-    } else {
-      archreg_moe_options o{};
-      o.n_expert_used = static_cast<int32_t>(g.hparam("n_expert_used"));
-      o.gating = archreg::plugin::gating_from_key(g.hparam("expert_gating_func", -1, 1), ARCHREG_GATING_SOFTMAX);
-      o.normalize = g.hparam_f("expert_weights_norm", 0.0) != 0.0f ? 1 : 0;
-      o.weight_scale = g.hparam_f("expert_weights_scale", 1.0);
-      o.n_group = static_cast<int32_t>(g.hparam("n_expert_groups"));
-      o.n_group_used = static_cast<int32_t>(g.hparam("n_expert_groups_used"));
-      ffn = g.add(archreg::plugin::routed_experts(g, il, h, o), g.ffn(h, archreg::plugin::ffn_weights(g, il, "_shexp")));
-    }
+    Tensor ffn = archreg::plugin::dense_lead_or_experts(g, il, h, n_dense_lead, moe);
     x = g.named(g.add(x, g.named(ffn, "ffn_out", il)), "l_out", il);
   }
   archreg::plugin::standard_logits(g, x, eps);

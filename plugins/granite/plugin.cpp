@@ -31,12 +31,8 @@ int build(const archreg_graph_api_v2* api, archreg_graph* graph, const char*) {
     }
     Tensor x = scaled(g, g.embed(g.require("token_embd.weight")), g.hparam_f("embedding_scale", 0.0));
     for (int32_t il = 0; il < n_layer; ++il) {
-      archreg::plugin::AttentionConfig attn;
-      attn.n_head = g.hparam("n_head", il);
-      attn.n_head_kv = g.hparam("n_head_kv", il);
-      attn.head_dim = g.hparam("head_dim_k");
+      archreg::plugin::AttentionConfig attn = archreg::plugin::standard_attention(g, il, ARCHREG_ROPE_NORMAL, eps);
       attn.use_rope = g.hparam_f("rope_finetuned", 1.0) != 0.0f;
-      attn.rope = archreg::plugin::standard_rope(g, ARCHREG_ROPE_NORMAL, static_cast<int32_t>(g.hparam("n_rot")));
       attn.rope.freq_factors = g.weight("rope_freqs.weight");
       attn.attention.scale = attention_scale;  // 0: 1/sqrt(head size), as llama.cpp
       Tensor h = g.rms_norm(x, g.require("attn_norm.weight", il), eps);

@@ -20,13 +20,8 @@ int build(const archreg_graph_api_v2* api, archreg_graph* graph, const char*) {
     Tensor x = g.embed(g.require("token_embd.weight"));
     for (int32_t il = 0; il < n_layer; ++il) {
       const bool sliding = n_swa > 0 && (swa_period == 0 || il % swa_period < swa_period - 1);
-      archreg::plugin::AttentionConfig attn;
-      attn.n_head = g.hparam("n_head", il);
-      attn.n_head_kv = g.hparam("n_head_kv", il);
-      attn.head_dim = g.hparam("head_dim_k");
-      attn.eps = eps;
+      archreg::plugin::AttentionConfig attn = archreg::plugin::standard_attention(g, il, ARCHREG_ROPE_NEOX, eps);
       attn.qk_norm_whole = true;
-      attn.rope = archreg::plugin::standard_rope(g, ARCHREG_ROPE_NEOX, static_cast<int32_t>(g.hparam("n_rot")));
       if (sliding) {
         attn.rope.freq_scale = 1.0f;
         attn.rope.ext_factor = 0.0f;

@@ -18,12 +18,7 @@ int build(const archreg_graph_api_v2* api, archreg_graph* graph, const char* arc
     const float eps = g.hparam_f("rms_eps", 1e-6);
     Tensor x = g.embed(g.require("token_embd.weight"));
     for (int32_t il = 0; il < n_layer; ++il) {
-      archreg::plugin::AttentionConfig attn;
-      attn.n_head = g.hparam("n_head", il);
-      attn.n_head_kv = g.hparam("n_head_kv", il);
-      attn.head_dim = g.hparam("head_dim_k");
-      attn.eps = eps;
-      attn.rope = archreg::plugin::standard_rope(g, ARCHREG_ROPE_NEOX, static_cast<int32_t>(g.hparam("n_rot")));
+      archreg::plugin::AttentionConfig attn = archreg::plugin::standard_attention(g, il, ARCHREG_ROPE_NEOX, eps);
       Tensor h = g.rms_norm(x, g.require("attn_norm.weight", il), eps);
       x = g.add(x, archreg::plugin::self_attention(g, il, h, attn));
       h = g.rms_norm(x, g.require("ffn_norm.weight", il), eps);
