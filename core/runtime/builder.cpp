@@ -6,7 +6,6 @@
 
 #include <fmt/format.h>
 
-#include "cpu/quants.hpp"
 
 // The host-side state of one build; opaque to plugins.
 struct archreg_graph {
@@ -48,8 +47,9 @@ Node* add_node(archreg_graph* g, Op op, std::array<int64_t, 4> ne, std::initiali
 
 bool is_activation(const Node* n) { return n != nullptr && !n->is_weight(); }
 
-// A weight usable as a row of floats (norm scales, biases, sinks): any type the kernels read.
-bool readable(const Node* w) { return w != nullptr && w->is_weight() && kernels::cpu::supported(w->weight->type); }
+// A weight read as rows of floats (norm scales, biases, sinks). Whether the backend has a kernel
+// for its type is the backend's question (Backend::unsupported, asked for every node).
+bool readable(const Node* w) { return w != nullptr && w->is_weight(); }
 
 // Options structs may come from an older plugin (smaller `size`): copy what it has, zero the rest.
 template <class T>
@@ -90,9 +90,6 @@ const archreg_tensor* weight(archreg_graph* g, const char* name, int32_t layer) 
   const TensorView* view = g->model->weight(name, layer);
   if (view == nullptr) return nullptr;
   if (const auto it = g->weights.find(view); it != g->weights.end()) return it->second;
-  if (!kernels::cpu::supported(view->type)) {
-    return fail(g, fmt::format("tensor '{}' is stored as {}, which the CPU backend has no kernel for", view->name, gguf::ggml_type_label(view->type)));
-  }
   Node* node = add_node(g, Op::kWeight, {static_cast<int64_t>(view->ne[0]), static_cast<int64_t>(view->ne[1]), static_cast<int64_t>(view->ne[2]),
                                           static_cast<int64_t>(view->ne[3])},
                         {});

@@ -46,7 +46,7 @@ class CpuBackend final : public Backend {
 
   std::optional<std::string> unsupported(const Node& node) const override {
     if (node.is_weight() && !kc::supported(node.weight->type)) {
-      return fmt::format("{} stored as {}", node.weight->name, gguf::ggml_type_label(node.weight->type));
+      return fmt::format("{} is stored as {}, which it has no kernel for", node.weight->name, gguf::ggml_type_label(node.weight->type));
     }
     return std::nullopt;
   }
@@ -213,7 +213,7 @@ class CpuBackend final : public Backend {
       const TensorView& router = *n.ffn[6]->weight;
       l.y = take(slots * n_embd * 4);
       // router activations, probabilities and selection scores, choices, weights, grouping
-      l.route = take(tokens * act_row_bytes(router.type, n_embd) + tokens * n_expert * 8 + slots * 16 + (n_expert + 1) * 16);
+      l.route = take(tokens * act_row_bytes(router.type, n_embd) + tokens * n_expert * 8 + slots * 16 + (n_expert + 1) * 12);
     }
     l.total = at;
     return l;
@@ -535,8 +535,9 @@ class CpuBackend final : public Backend {
                    n.ne[0]};
   }
 
-  // h[slot][row] for rows of gate|up of expert e; slots lists (slot, activation row) pairs.
-  void gate_up_row(const Experts& x, const FfnLayout& l, int64_t e, int64_t row, const int32_t* tokens, const int32_t* slots, int64_t count) {
+  // h[slot][row] for one row of gate|up of expert e, for `count` consecutive slots from
+  // `first_slot`; slot i reads activation row tokens[i] (or first_slot + i when tokens is null).
+  void gate_up_row(const Experts& x, const FfnLayout& l, int64_t e, int64_t row, int64_t first_slot, const int32_t* tokens, int64_t count) {
     const bool from_gate = x.gate != nullptr && row < x.n_ff;
     const TensorView& w = from_gate ? *x.gate : *x.up;
     const int64_t r = from_gate || x.gate == nullptr ? row : row - x.n_ff;
@@ -544,7 +545,10 @@ class CpuBackend final : public Backend {
     const std::byte* xq = scratch() + (from_gate ? l.xq_gate : l.xq_up);
     const int64_t xq_row = act_row_bytes(w.type, x.n_embd);
     float* h = reinterpret_cast<float*>(scratch() + l.h);
-    for (int64_t i = 0; i < count; ++i) h[slots[i] * l.h_row + row] = kc::vec_dot(w.type, x.n_embd, wr, xq + tokens[i] * xq_row);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t token = tokens != nullptr ? tokens[i] : first_slot + i;
+      h[(first_slot + i) * l.h_row + row] = kc::vec_dot(w.type, x.n_embd, wr, xq + token * xq_row);
+    }
   }
 
   // GLU of one slot's h row (in place into its first n_ff values), then quantized for down.
@@ -573,13 +577,10 @@ class CpuBackend final : public Backend {
     quantize_rows(x.up->type, in, x.n_embd, tokens, scratch() + l.xq_up, ith, nth);
     if (l.xq_gate != l.xq_up) quantize_rows(x.gate->type, in, x.n_embd, tokens, scratch() + l.xq_gate, ith, nth);
     pool_.barrier();
-    // identity slot lists: slot t reads activation row t
-    std::vector<int32_t> ids(static_cast<size_t>(tokens));
-    std::iota(ids.begin(), ids.end(), 0);
     const auto [r0, r1] = share(l.h_row, ith, nth);
     for (int64_t c0 = 0; c0 < tokens; c0 += kTokenTile) {
       const int64_t count = std::min(kTokenTile, tokens - c0);
-      for (int64_t r = r0; r < r1; ++r) gate_up_row(x, l, 0, r, ids.data() + c0, ids.data() + c0, count);
+      for (int64_t r = r0; r < r1; ++r) gate_up_row(x, l, 0, r, c0, nullptr, count);
     }
     pool_.barrier();
     const auto [t0, t1] = share(tokens, ith, nth);
@@ -613,7 +614,8 @@ class CpuBackend final : public Backend {
     if (o.n_group > 1) {
       // Keep the n_group_used groups whose two best experts score highest.
       const int64_t per_group = n_expert / o.n_group;
-      std::vector<std::pair<float, int64_t>> groups;
+      thread_local std::vector<std::pair<float, int64_t>> groups;
+      groups.clear();
       for (int64_t gi = 0; gi < o.n_group; ++gi) {
         float best = -INFINITY;
         float second = -INFINITY;
@@ -632,7 +634,8 @@ class CpuBackend final : public Backend {
         for (int64_t e = groups[gi].second * per_group; e < (groups[gi].second + 1) * per_group; ++e) selection[e] = -INFINITY;
       }
     }
-    std::vector<int32_t> order(static_cast<size_t>(n_expert));
+    thread_local std::vector<int32_t> order;  // reused: routing runs for every token of every MoE layer
+    order.resize(static_cast<size_t>(n_expert));
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + o.n_expert_used, order.end(), [&](int32_t a, int32_t b) {
       return selection[a] > selection[b] || (selection[a] == selection[b] && a < b);
@@ -663,7 +666,8 @@ class CpuBackend final : public Backend {
     const int64_t slots_total = tokens * used;
     const int64_t n_expert = static_cast<int64_t>(x.up->ne[2]);
     const FfnLayout l = ffn_layout(n, tokens, slots_total);
-    // route scratch: router activations | probs | selection | chosen | weights | counts | offsets | slot tokens | slot ids
+    // route scratch: router activations | probs | selection | chosen | weights | counts | offsets |
+    // slot tokens | slot of each choice | active experts
     std::byte* r = scratch() + l.route;
     const int64_t rq_row = act_row_bytes(router.type, x.n_embd);
     std::byte* rq = r;
@@ -675,6 +679,7 @@ class CpuBackend final : public Backend {
     int32_t* offsets = counts + n_expert;
     int32_t* slot_token = offsets + n_expert + 1;
     int32_t* slot_of = slot_token + slots_total;
+    int32_t* active = slot_of + slots_total;  // the experts with at least one slot, then their count
     const float* in = data(n.src[0]);
 
     quantize_rows(router.type, in, x.n_embd, tokens, rq, ith, nth);
@@ -698,26 +703,27 @@ class CpuBackend final : public Backend {
       for (int64_t s = 0; s < slots_total; ++s) ++counts[chosen[s]];
       offsets[0] = 0;
       for (int64_t e = 0; e < n_expert; ++e) offsets[e + 1] = offsets[e] + counts[e];
-      std::vector<int32_t> fill(offsets, offsets + n_expert);
+      thread_local std::vector<int32_t> fill;
+      fill.assign(offsets, offsets + n_expert);
       for (int64_t s = 0; s < slots_total; ++s) {
         const int32_t slot = fill[static_cast<size_t>(chosen[s])]++;
         slot_token[slot] = static_cast<int32_t>(s / used);
         slot_of[s] = slot;
       }
+      int32_t n_active = 0;
+      for (int64_t e = 0; e < n_expert; ++e) {
+        if (counts[e] > 0) active[n_active++] = static_cast<int32_t>(e);
+      }
+      active[n_expert] = n_active;
     }
     pool_.barrier();
-    std::vector<int32_t> active;
-    for (int64_t e = 0; e < n_expert; ++e) {
-      if (counts[e] > 0) active.push_back(static_cast<int32_t>(e));
-    }
-    std::vector<int32_t> slot_ids(static_cast<size_t>(slots_total));
-    std::iota(slot_ids.begin(), slot_ids.end(), 0);
+    const int64_t n_active = active[n_expert];
     {
-      const int64_t items = static_cast<int64_t>(active.size()) * l.h_row;
+      const int64_t items = n_active * l.h_row;
       const auto [i0, i1] = share(items, ith, nth);
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t e = active[static_cast<size_t>(i / l.h_row)];
-        gate_up_row(x, l, e, i % l.h_row, slot_token + offsets[e], slot_ids.data() + offsets[e], counts[e]);
+        const int64_t e = active[i / l.h_row];
+        gate_up_row(x, l, e, i % l.h_row, offsets[e], slot_token + offsets[e], counts[e]);
       }
     }
     pool_.barrier();
@@ -731,10 +737,10 @@ class CpuBackend final : public Backend {
     pool_.barrier();
     float* y = reinterpret_cast<float*>(scratch() + l.y);
     {
-      const int64_t items = static_cast<int64_t>(active.size()) * x.n_embd;
+      const int64_t items = n_active * x.n_embd;
       const auto [i0, i1] = share(items, ith, nth);
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t e = active[static_cast<size_t>(i / x.n_embd)];
+        const int64_t e = active[i / x.n_embd];
         const int64_t row = i % x.n_embd;
         const std::byte* wr = row_of(*x.down, row, e);
         const float bias = x.down_bias != nullptr ? x.down_bias[e * x.n_embd + row] : 0.0f;
