@@ -267,7 +267,7 @@ inline archreg_moe_options moe_options_from_keys(const Graph& g, uint32_t fallba
   return o;
 }
 
-// The FFN of a DeepSeek-style layer: a dense SwiGLU FFN in the first n_dense_lead layers, else
+// The FFN of a layer of a model with leading dense layers: a SwiGLU FFN in the first n_dense_lead, else
 // the routed experts plus the shared experts when the layer has them (ffn_*_shexp).
 inline Tensor dense_lead_or_experts(const Graph& g, int32_t il, Tensor x, int64_t n_dense_lead, const archreg_moe_options& options) {
   if (il < n_dense_lead) return g.ffn(x, ffn_weights(g, il));
