@@ -64,7 +64,7 @@ void run_batch(const text::Tokenizer& tokenizer, const std::string& path, bool a
       result["ids"] = ids;
       result["decoded_hex"] = to_hex(tokenizer.decode(ids, false, special));
     } catch (const std::exception& error) {
-      result = json{{"error", fmt::format("line {}: {}", number, text::unicode::escape_invalid_utf8(error.what()))}};
+      result = json{{"error", fmt::format("line {}: {}", number, gguf::printable(error.what(), gguf::Escape::kJson))}};
     }
     out += result.dump(-1, ' ', false, json::error_handler_t::replace);
     out += '\n';
@@ -174,11 +174,11 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
       }
       if (options->json) {
         json pieces = json::array();
-        for (int32_t id : ids) pieces.push_back(text::unicode::escape_invalid_utf8(tokenizer.piece(id, true)));
+        for (int32_t id : ids) pieces.push_back(gguf::printable(tokenizer.piece(id, true), gguf::Escape::kJson));
         json document;
         if (chat_option->count() > 0) {
           document["template"] = family;
-          document["prompt"] = text::unicode::escape_invalid_utf8(input);
+          document["prompt"] = gguf::printable(input, gguf::Escape::kJson);
         }
         document["ids"] = ids;
         document["pieces"] = pieces;

@@ -151,25 +151,6 @@ size_t complete_prefix(std::string_view text) {
   return i;
 }
 
-std::string escape_invalid_utf8(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    const int length = valid_sequence(text, i);
-    if (length > 0) {
-      out.append(text.substr(i, static_cast<size_t>(length)));
-      i += static_cast<size_t>(length);
-      continue;
-    }
-    const auto byte = static_cast<unsigned char>(text[i++]);
-    out += "\\x";
-    out += kHex[byte >> 4];
-    out += kHex[byte & 15];
-  }
-  return out;
-}
-
 std::string_view byte_to_utf8(unsigned char byte) {
   return byte_alphabet().utf8[byte];
 }

@@ -51,9 +51,6 @@ bool is_valid_utf8(std::string_view text);
 // still be completed by more bytes (an incomplete tail is held back; invalid bytes are not).
 size_t complete_prefix(std::string_view text);
 
-// `text` with each byte that is not part of valid UTF-8 written as the four characters \xNN
-// (for JSON, which needs valid UTF-8).
-std::string escape_invalid_utf8(std::string_view text);
 
 // GPT-2's byte-level alphabet: every byte maps to one printable codepoint.
 std::string_view byte_to_utf8(unsigned char byte);
