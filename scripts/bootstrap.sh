@@ -26,7 +26,8 @@ packages=(build-essential cmake ninja-build pkg-config git python3 python3-venv
   libyaml-cpp-dev libfmt-dev libboost-dev libboost-filesystem-dev libcli11-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev)
 if [ "$want_test" = 1 ]; then
-  packages+=(clang libclang-rt-14-dev time)  # time: GNU time, for the benchmarks' peak RSS
+  # clang-format: the formatting check; time: GNU time, for the benchmarks' peak RSS
+  packages+=(clang libclang-rt-14-dev clang-format time)
 fi
 
 missing=()

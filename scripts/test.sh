@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test archreg has: installs what is missing, builds, then
+# Runs every test archreg has: installs what is missing, checks formatting, builds, then
+#   0. every tracked C++ file is formatted as .clang-format says (Debian's clang-format 14);
 #   1. the release build (warnings are errors) and its full test suite, interop tests included;
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. the GGUF reader fuzzer for ARCHREG_FUZZ_SECONDS (default 60), and the validation and
@@ -14,6 +15,10 @@ export ARCHREG_PYTHON="$venv/bin/python"
 jobs=${ARCHREG_JOBS:-$(nproc)}
 
 step() { printf '\n=== %s ===\n' "$*"; }
+
+step "formatting (clang-format $(clang-format --version | grep -o '[0-9][0-9.]*' | head -n 1))"
+mapfile -t sources < <(git ls-files '*.cpp' '*.hpp' '*.h' '*.c' '*.cu' '*.cuh')
+clang-format --dry-run --Werror "${sources[@]}"
 
 step "release build + tests"
 cmake --preset release -DARCHREG_PYTHON="$ARCHREG_PYTHON" >/dev/null

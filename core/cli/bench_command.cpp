@@ -2,13 +2,13 @@
 // processing (one batch of p tokens) and generation (n tokens one at a time after it) in
 // tokens/s, mean ± standard deviation over r repetitions, as a pp/tg table. `--fused both` runs
 // the file as stored and fused in memory at load in one run, so the two can be compared.
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <random>
-
-#include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "cli/run_support.hpp"
@@ -85,17 +85,19 @@ void bench_one(const BenchOptions& o, const std::string& path, bool fuse_at_load
   const std::string layout = fuse_at_load ? "fused at load" : "as stored";
   auto row = [&](const std::string& test, const std::vector<double>& rates) {
     const Stats s = stats(rates);
-    table += fmt::format("| {:<32} | {:<10} | {:>7} | {:<13} | {:>6} | {:>10.2f} ± {:<7.2f} |\n", name, model.arch(), session.backend().name().substr(0, 3) == "cpu" ? "cpu" : "?",
-                         layout, test, s.mean, s.stddev);
+    table += fmt::format("| {:<32} | {:<10} | {:>7} | {:<13} | {:>6} | {:>10.2f} ± {:<7.2f} |\n", name, model.arch(),
+                         session.backend().name().substr(0, 3) == "cpu" ? "cpu" : "?", layout, test, s.mean, s.stddev);
   };
   if (!pp.empty()) row(fmt::format("pp{}", o.n_prompt), pp);
   if (!tg.empty()) row(fmt::format("tg{}", o.n_gen), tg);
-  fmt::print(stderr, "archreg bench: {} {} on {}, KV cache {}\n", name, layout, session.backend().name(), human_bytes(static_cast<double>(session.kv_bytes())));
+  fmt::print(stderr, "archreg bench: {} {} on {}, KV cache {}\n", name, layout, session.backend().name(),
+             human_bytes(static_cast<double>(session.kv_bytes())));
 }
 
 int bench(const BenchOptions& o) {
   const std::string path = o.model.empty() ? default_model() : o.model;
-  std::string table = fmt::format("| {:<32} | {:<10} | {:>7} | {:<13} | {:>6} | {:>20} |\n", "model", "arch", "backend", "layout", "test", "t/s");
+  std::string table =
+      fmt::format("| {:<32} | {:<10} | {:>7} | {:<13} | {:>6} | {:>20} |\n", "model", "arch", "backend", "layout", "test", "t/s");
   table += fmt::format("| {:-<32} | {:-<10} | {:->7} | {:-<13} | {:->6} | {:->20} |\n", "", "", "", "", "", "");
   if (o.fused == "off" || o.fused == "both") bench_one(o, path, false, table);
   if (o.fused == "on" || o.fused == "both") bench_one(o, path, true, table);

@@ -2,16 +2,15 @@
 // renders the whole conversation, tokenizes it and evaluates only what the KV cache does not
 // already hold; the reply streams as it is generated. Ctrl-C stops a reply, not the chat; an
 // empty line or end of input ends the chat.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <iostream>
 #include <filesystem>
+#include <iostream>
 #include <optional>
-
-#include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "cli/run_support.hpp"
@@ -24,7 +23,9 @@ namespace {
 
 std::atomic<bool> g_stop_reply{false};
 
-extern "C" void on_interrupt(int) { g_stop_reply.store(true); }
+extern "C" void on_interrupt(int) {
+  g_stop_reply.store(true);
+}
 
 struct ChatOptions {
   std::string model;
@@ -69,8 +70,9 @@ int chat(const ChatOptions& o) {
     while (common < prompt.size() && common < in_cache.size() && prompt[common] == in_cache[common]) ++common;
     if (common == prompt.size()) --common;  // evaluate at least the last token to get logits
     if (static_cast<int64_t>(prompt.size()) + o.max_reply > session.n_ctx()) {
-      throw runtime::RunError(fmt::format("the conversation ({} tokens) and a reply of up to {} no longer fit the context of {} (use --ctx)", prompt.size(),
-                                          o.max_reply, session.n_ctx()));
+      throw runtime::RunError(
+          fmt::format("the conversation ({} tokens) and a reply of up to {} no longer fit the context of {} (use --ctx)", prompt.size(),
+                      o.max_reply, session.n_ctx()));
     }
     session.rewind(static_cast<int64_t>(common));
     in_cache.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(common));
@@ -105,7 +107,8 @@ void add_chat_command(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand("chat", "Talk with a model, using its chat template (multi-turn, streaming)");
   auto o = std::make_shared<ChatOptions>();
   command->add_option("model", o->model, "GGUF model (default: the embedded SmolLM2-135M-Instruct)");
-  command->add_option("--chat-template", o->chat_template, "Template family instead of the file's (archreg tokenize --help lists them), or raw");
+  command->add_option("--chat-template", o->chat_template,
+                      "Template family instead of the file's (archreg tokenize --help lists them), or raw");
   command->add_option("--system", o->system, "A system message opening the conversation");
   command->add_option("-n,--n-predict", o->max_reply, "Most tokens in one reply")->check(CLI::PositiveNumber);
   command->add_option("-t,--threads", o->threads, "Threads (default: every core)")->check(CLI::NonNegativeNumber);

@@ -2,10 +2,9 @@
 // exit status in `exit_code`.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "registry/registry.hpp"
 

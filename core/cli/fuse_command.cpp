@@ -1,13 +1,12 @@
 // `archreg fuse IN OUT` and `archreg unfuse IN OUT`: lossless conversion between a file's
 // fused and unfused layouts, streamed, verified, and published atomically.
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-
-#include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "fusion/rewrite.hpp"
@@ -20,7 +19,9 @@ namespace {
 constexpr int kExitInterrupted = 130;
 
 std::atomic<bool> g_interrupted{false};
-extern "C" void on_signal(int) { g_interrupted.store(true); }
+extern "C" void on_signal(int) {
+  g_interrupted.store(true);
+}
 
 // Turns SIGINT/SIGTERM/SIGHUP into a flag the copy loop polls, for as long as it lives, so an
 // interrupted run unwinds normally and leaves no output.
@@ -41,7 +42,7 @@ class InterruptGuard {
 
  private:
   static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
-  struct sigaction previous_[3] {};
+  struct sigaction previous_[3]{};
 };
 
 // A one-line progress bar on a terminal: bytes, rate, ETA. Silent when stderr is not a terminal.
@@ -89,8 +90,8 @@ struct Options {
 };
 
 // The output must validate and store every rewritten group in the requested form.
-void verify_output(const std::filesystem::path& temporary, const std::string& output, const spec::Spec& spec, const registry::Plugin& plugin,
-                   const fusion::RewritePlan& plan) {
+void verify_output(const std::filesystem::path& temporary, const std::string& output, const spec::Spec& spec,
+                   const registry::Plugin& plugin, const fusion::RewritePlan& plan) {
   const gguf::Reader reader = gguf::Reader::open(temporary);
   validate::Report report = validate::validate(reader, spec, &plugin);
   std::vector<validate::Finding> problems;
@@ -101,8 +102,10 @@ void verify_output(const std::filesystem::path& temporary, const std::string& ou
   }
   for (const validate::GroupReport& group : report.groups) {
     if (std::find(plan.groups.begin(), plan.groups.end(), group.name) == plan.groups.end()) continue;
-    const bool done = plan.direction == fusion::Direction::kFuse ? group.unfused.empty() && group.both.empty() : group.fused.empty() && group.both.empty();
-    if (!done) problems.push_back({"internal", group.name, fmt::format("the output stores it {}", group.state()), std::nullopt, std::nullopt});
+    const bool done = plan.direction == fusion::Direction::kFuse ? group.unfused.empty() && group.both.empty()
+                                                                 : group.fused.empty() && group.both.empty();
+    if (!done)
+      problems.push_back({"internal", group.name, fmt::format("the output stores it {}", group.state()), std::nullopt, std::nullopt});
   }
   if (!problems.empty()) {
     throw fusion::RewriteError(fmt::format("{}: the written file failed verification, so it was not kept:", output), std::move(problems));
@@ -178,12 +181,13 @@ int run(const Options& options, fusion::Direction direction) {
 void add_rewrite_command(CLI::App& app, int& exit_code, fusion::Direction direction) {
   const bool fuse = direction == fusion::Direction::kFuse;
   auto* command = app.add_subcommand(fuse ? "fuse" : "unfuse", fuse ? "Losslessly fuse a GGUF's fusable groups (Q/K/V, gate+up experts)"
-                                                                     : "Losslessly split a GGUF's fused tensors back into their parts");
+                                                                    : "Losslessly split a GGUF's fused tensors back into their parts");
   auto options = std::make_shared<Options>();
   command->add_option("IN", options->input, "Input GGUF (never modified)")->required();
   command->add_option("OUT", options->output, "Output GGUF (not overwritten without --force)")->required();
   command->add_option("--group", options->groups,
-                      fuse ? "Group to fuse (repeatable); default: every group the plugin runs fused" : "Group to unfuse (repeatable); default: every fused group");
+                      fuse ? "Group to fuse (repeatable); default: every group the plugin runs fused"
+                           : "Group to unfuse (repeatable); default: every fused group");
   if (fuse) {
     command->add_option("--for", options->consumer, "Only produce fused forms this loader accepts (the spec's consumers, e.g. llama.cpp)");
   }

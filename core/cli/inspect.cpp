@@ -1,11 +1,11 @@
 // `archreg inspect FILE [--json] [--full]`: metadata, tensor table and totals per type.
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstdio>
 #include <map>
-#include <string>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "gguf/reader.hpp"
@@ -141,7 +141,8 @@ void print_text(const gguf::Reader& reader, bool full) {
   line(fmt::format("{}: GGUF v{}, {} metadata entries, {} tensors, alignment {}", gguf::printable(reader.path()), reader.version(),
                    reader.metadata().size(), reader.tensors().size(), reader.alignment()));
   line(fmt::format("  file {} ({}), header {}, data {}", human_bytes(static_cast<double>(reader.file_size())), reader.file_size(),
-                   human_bytes(static_cast<double>(reader.data_section_offset())), human_bytes(static_cast<double>(reader.data_section_size()))));
+                   human_bytes(static_cast<double>(reader.data_section_offset())),
+                   human_bytes(static_cast<double>(reader.data_section_size()))));
   line("");
   line("metadata:");
   size_t key_width = 0;
@@ -154,8 +155,7 @@ void print_text(const gguf::Reader& reader, bool full) {
   line("tensors:");
   size_t name_width = 4;
   for (const gguf::TensorInfo& t : reader.tensors()) name_width = std::max(name_width, t.name.size());
-  line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", "name", name_width, "type", "shape", "bytes",
-                   "offset"));
+  line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", "name", name_width, "type", "shape", "bytes", "offset"));
   for (const gguf::TensorInfo& t : reader.tensors()) {
     line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", gguf::printable(t.name), name_width, gguf::ggml_type_label(t.type),
                      fmt::format("[{}]", fmt::join(t.shape(), ", ")), t.n_bytes, t.data_offset));

@@ -1,8 +1,8 @@
 // `archreg list [--json]`: every known architecture, its spec and plugin files, its state and
 // the fused forms its plugin runs.
-#include <cstdio>
-
 #include <fmt/format.h>
+
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
@@ -49,7 +49,9 @@ std::vector<Row> collect(registry::Registry& registry) {
 }
 
 // Every string of a row comes from a file or a file name: escaped for where it goes.
-std::string shown(std::string_view text, gguf::Escape target = gguf::Escape::kTerminal) { return gguf::printable(text, target); }
+std::string shown(std::string_view text, gguf::Escape target = gguf::Escape::kTerminal) {
+  return gguf::printable(text, target);
+}
 
 json json_strings(const auto& items) {
   json out = json::array();
@@ -63,7 +65,9 @@ json json_strings(const auto& items) {
   return out;
 }
 
-json json_path(const std::optional<std::filesystem::path>& file) { return file ? json(shown(file->string(), gguf::Escape::kJson)) : json(nullptr); }
+json json_path(const std::optional<std::filesystem::path>& file) {
+  return file ? json(shown(file->string(), gguf::Escape::kJson)) : json(nullptr);
+}
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 // CPU backend; `archreg bench [MODEL]`: prompt-processing and generation speed in the
 // style of the usual benchmark table. Every refusal (a file that cannot run, ids out of range, a context too small, a model
 // larger than memory, an output that cannot be written) comes before any work, exit status 1.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,8 +16,6 @@
 #include <random>
 #include <sstream>
 
-#include <fmt/format.h>
-
 #include "cli/commands.hpp"
 #include "cli/run_support.hpp"
 #include "runtime/builder.hpp"
@@ -28,7 +27,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 struct RunOptions {
   std::string model;
@@ -121,8 +122,11 @@ int run(const RunOptions& o) {
   std::fflush(stdout);
   const size_t decoded = generated.empty() ? 0 : generated.size() - 1;  // the first came from the prefill
   fmt::print(stderr, "archreg run: {} on {}\n", model.arch(), session.backend().name());
-  fmt::print(stderr, "prefill: {} tokens in {:.1f} ms, {:.2f} tokens/s\n", prompt.size(), prefill_s * 1e3, static_cast<double>(prompt.size()) / prefill_s);
-  if (decoded > 0) fmt::print(stderr, "decode:  {} tokens in {:.1f} ms, {:.2f} tokens/s\n", decoded, decode_s * 1e3, static_cast<double>(decoded) / decode_s);
+  fmt::print(stderr, "prefill: {} tokens in {:.1f} ms, {:.2f} tokens/s\n", prompt.size(), prefill_s * 1e3,
+             static_cast<double>(prompt.size()) / prefill_s);
+  if (decoded > 0)
+    fmt::print(stderr, "decode:  {} tokens in {:.1f} ms, {:.2f} tokens/s\n", decoded, decode_s * 1e3,
+               static_cast<double>(decoded) / decode_s);
   return kExitOk;
 }
 
@@ -133,14 +137,16 @@ void add_run_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<RunOptions>();
   command->add_option("model", o->model, "GGUF model (default: the embedded SmolLM2-135M-Instruct)");
   auto* tokens = command->add_option("--tokens", o->tokens, "Prompt token ids, e.g. 1,2,3 (generated ids are printed)");
-  auto* prompt = command->add_option("-p,--prompt", o->prompt, "Prompt text, tokenized with the model's vocabulary (the reply streams as text)");
+  auto* prompt =
+      command->add_option("-p,--prompt", o->prompt, "Prompt text, tokenized with the model's vocabulary (the reply streams as text)");
   tokens->excludes(prompt);
   command->add_option("-n,--n-predict", o->n_predict, "Tokens to generate; 0 only evaluates the prompt")->check(CLI::NonNegativeNumber);
   command->add_option("-t,--threads", o->threads, "Threads (default: every core)")->check(CLI::NonNegativeNumber);
   command->add_option("-c,--ctx", o->ctx, "Context size in tokens (default: min(trained context, 4096))")->check(CLI::NonNegativeNumber);
   command->add_option("-s,--seed", o->seed, "Sampling seed");
   add_sampling_options(*command, o->sampling);
-  command->add_option("--dump-logits", o->dump_logits, "Write the logits of every prompt position to a .npy file (float32 [n_prompt, n_vocab])");
+  command->add_option("--dump-logits", o->dump_logits,
+                      "Write the logits of every prompt position to a .npy file (float32 [n_prompt, n_vocab])");
   command->add_flag("--fuse-at-load", o->fuse_at_load, "Fuse unfused Q/K/V and gate+up groups in memory at load");
   add_registry_options(*command, o->registry);
   command->callback([o, &exit_code] { exit_code = guard_run("run", [&] { return run(*o); }); });

@@ -1,6 +1,7 @@
 #include "cli/run_support.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,8 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
-#include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "gguf/error.hpp"
@@ -50,7 +49,8 @@ std::string default_model() {
 }
 
 void add_sampling_options(CLI::App& command, Sampling& sampling) {
-  command.add_option("--temp", sampling.temperature, "Sampling temperature; 0 (the default) picks the most likely token")->check(CLI::NonNegativeNumber);
+  command.add_option("--temp", sampling.temperature, "Sampling temperature; 0 (the default) picks the most likely token")
+      ->check(CLI::NonNegativeNumber);
   command.add_option("--top-k", sampling.top_k, "Sample among the k most likely tokens (0: all)")->check(CLI::NonNegativeNumber);
   command.add_option("--top-p", sampling.top_p, "Then among the smallest set whose probability reaches p")->check(CLI::Range(0.0f, 1.0f));
 }
@@ -116,14 +116,15 @@ uint64_t physical_memory() {
 void check_fits(const runtime::Model& model, size_t n_tokens, const runtime::SessionOptions& options) {
   const int64_t n_ctx = runtime::Session::context_size(model, options);
   if (static_cast<int64_t>(n_tokens) > n_ctx) {
-    throw runtime::RunError(fmt::format("the prompt and the tokens to generate ({} in all) exceed the context of {} tokens (use --ctx)", n_tokens, n_ctx));
+    throw runtime::RunError(
+        fmt::format("the prompt and the tokens to generate ({} in all) exceed the context of {} tokens (use --ctx)", n_tokens, n_ctx));
   }
   uint64_t weights = model.fused_at_load_bytes();
   for (const gguf::TensorInfo& t : model.reader().tensors()) weights += t.n_bytes;
   const uint64_t memory = physical_memory();
   if (memory != 0 && weights > memory) {
-    throw runtime::RunError(fmt::format("{}: the weights need {} but this machine has {} of memory", model.reader().path(), human_bytes(static_cast<double>(weights)),
-                                        human_bytes(static_cast<double>(memory))));
+    throw runtime::RunError(fmt::format("{}: the weights need {} but this machine has {} of memory", model.reader().path(),
+                                        human_bytes(static_cast<double>(weights)), human_bytes(static_cast<double>(memory))));
   }
 }
 
@@ -132,11 +133,13 @@ LogitsFile::LogitsFile(std::string path) : path_(std::move(path)) {
   const fs::path target(path_);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
   std::error_code error;
-  if (!fs::is_directory(dir, error)) throw runtime::RunError(fmt::format("--dump-logits {}: the directory {} does not exist", path_, dir.string()));
+  if (!fs::is_directory(dir, error))
+    throw runtime::RunError(fmt::format("--dump-logits {}: the directory {} does not exist", path_, dir.string()));
   if (fs::is_directory(target, error)) throw runtime::RunError(fmt::format("--dump-logits {}: is a directory", path_));
   std::string pattern = (dir / (".archreg-logits-XXXXXX")).string();
   fd_ = mkstemp(pattern.data());
-  if (fd_ < 0) throw runtime::RunError(fmt::format("--dump-logits {}: cannot create a file in {}: {}", path_, dir.string(), std::strerror(errno)));
+  if (fd_ < 0)
+    throw runtime::RunError(fmt::format("--dump-logits {}: cannot create a file in {}: {}", path_, dir.string(), std::strerror(errno)));
   temporary_ = pattern;
 }
 

@@ -2,14 +2,13 @@
 // the checks made before any work, and the mapping of errors to exit statuses.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "runtime/model.hpp"
 #include "runtime/session.hpp"

@@ -1,7 +1,7 @@
 // `archreg spec check FILE...`: lints spec files, reporting every problem with file:line:column.
-#include <cstdio>
-
 #include <fmt/format.h>
+
+#include <cstdio>
 
 #include "cli/commands.hpp"
 #include "fusion/fusion.hpp"
@@ -24,7 +24,8 @@ void add_spec_command(CLI::App& app, int& exit_code) {
         std::vector<std::string> groups;
         for (const fusion::FusedForm& form : spec.fused_forms) groups.push_back(form.base);
         fmt::print("{}: ok: arch {}, {} hyperparameters, {} tensors, fusable: {}\n", gguf::printable(file), gguf::printable(spec.arch),
-                   spec.hparams.size(), spec.tensors.size(), groups.empty() ? "none" : gguf::printable(fmt::format("{}", fmt::join(groups, ", "))));
+                   spec.hparams.size(), spec.tensors.size(),
+                   groups.empty() ? "none" : gguf::printable(fmt::format("{}", fmt::join(groups, ", "))));
       } catch (const spec::SpecError& error) {
         for (const std::string& problem : error.problems()) fmt::print(stderr, "{}\n", gguf::printable(problem));
         exit_code = kExitInvalid;

@@ -1,8 +1,8 @@
 // `archreg validate FILE [--json] [--spec-dir DIR]`: is FILE a complete, well-formed instance
 // of its architecture? Reads only the header and reports every finding at once.
-#include <cstdio>
-
 #include <fmt/format.h>
+
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
@@ -27,7 +27,8 @@ validate::Report arch_problem(const gguf::Reader& reader, validate::Finding find
 validate::Report check(const gguf::Reader& reader, registry::Registry& registry) {
   const gguf::KeyValue* kv = reader.find_key(kArchKey);
   if (kv == nullptr) {
-    return arch_problem(reader, {"missing_hparam", std::string(kArchKey), "every GGUF model names its architecture here", "STRING", "absent"});
+    return arch_problem(reader,
+                        {"missing_hparam", std::string(kArchKey), "every GGUF model names its architecture here", "STRING", "absent"});
   }
   if (kv->type != gguf::ValueType::kString) {
     return arch_problem(reader, {"hparam_type", std::string(kArchKey), "the architecture name must be a string", "STRING",
@@ -37,10 +38,11 @@ validate::Report check(const gguf::Reader& reader, registry::Registry& registry)
   const spec::Spec* spec = registry.spec(arch);
   if (spec == nullptr) {
     const std::vector<std::string> known = registry.spec_arch_names();
-    validate::Report report = arch_problem(
-        reader, {"unknown_arch", std::string(kArchKey),
-                 fmt::format("unsupported model architecture '{}'; known: {}", arch, known.empty() ? "none (no spec directory found)" : fmt::format("{}", fmt::join(known, ", "))),
-                 "a known architecture", arch});
+    validate::Report report =
+        arch_problem(reader, {"unknown_arch", std::string(kArchKey),
+                              fmt::format("unsupported model architecture '{}'; known: {}", arch,
+                                          known.empty() ? "none (no spec directory found)" : fmt::format("{}", fmt::join(known, ", "))),
+                              "a known architecture", arch});
     report.arch = arch;
     return report;
   }
@@ -48,9 +50,15 @@ validate::Report check(const gguf::Reader& reader, registry::Registry& registry)
 }
 
 // Strings in a report come from the file and the spec (names, messages quoting them).
-std::string for_json(std::string_view text) { return gguf::printable(text, gguf::Escape::kJson); }
-std::string for_terminal(std::string_view text) { return gguf::printable(text); }
-json optional_json(const std::optional<std::string>& text) { return text ? json(for_json(*text)) : json(nullptr); }
+std::string for_json(std::string_view text) {
+  return gguf::printable(text, gguf::Escape::kJson);
+}
+std::string for_terminal(std::string_view text) {
+  return gguf::printable(text);
+}
+json optional_json(const std::optional<std::string>& text) {
+  return text ? json(for_json(*text)) : json(nullptr);
+}
 
 void print_json(const validate::Report& report) {
   json doc;
@@ -68,7 +76,8 @@ void print_json(const validate::Report& report) {
   doc["findings"] = std::move(findings);
   json groups = json::array();
   for (const validate::GroupReport& g : report.groups) {
-    groups.push_back({{"name", for_json(g.name)}, {"state", g.state()}, {"layers", {{"fused", g.fused}, {"unfused", g.unfused}, {"both", g.both}}}});
+    groups.push_back(
+        {{"name", for_json(g.name)}, {"state", g.state()}, {"layers", {{"fused", g.fused}, {"unfused", g.unfused}, {"both", g.both}}}});
   }
   doc["groups"] = std::move(groups);
   json hparams = json::object();
@@ -91,8 +100,9 @@ void print_error_json(const std::string& file, std::string_view code, std::strin
 }
 
 void print_text(const validate::Report& report) {
-  std::string out = fmt::format("{}: {}{}\n", for_terminal(report.file), report.arch ? for_terminal(*report.arch) + ", " : "",
-                                report.valid() ? "valid" : fmt::format("INVALID ({} finding{})", report.findings.size(), report.findings.size() == 1 ? "" : "s"));
+  std::string out = fmt::format(
+      "{}: {}{}\n", for_terminal(report.file), report.arch ? for_terminal(*report.arch) + ", " : "",
+      report.valid() ? "valid" : fmt::format("INVALID ({} finding{})", report.findings.size(), report.findings.size() == 1 ? "" : "s"));
   if (!report.groups.empty()) {
     std::vector<std::string> groups;
     for (const validate::GroupReport& g : report.groups) groups.push_back(fmt::format("{} {}", for_terminal(g.name), g.state()));

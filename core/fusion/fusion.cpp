@@ -1,8 +1,8 @@
 #include "fusion/fusion.hpp"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace archreg::fusion {
 
@@ -12,7 +12,9 @@ std::string FusedForm::gguf_name(const FusedTensor& tensor, int64_t layer) const
 
 namespace {
 
-std::string when_text(const spec::TensorDecl& t) { return t.when ? t.when->text() : "always"; }
+std::string when_text(const spec::TensorDecl& t) {
+  return t.when ? t.when->text() : "always";
+}
 
 // Storage types allowed by every part; empty means any. nullopt: no type satisfies all.
 std::optional<std::vector<int32_t>> common_types(const std::vector<const spec::TensorDecl*>& parts) {
@@ -75,7 +77,9 @@ class Deriver {
       for (size_t index : part_decls[p]) {
         const spec::TensorDecl& t = spec_.tensors[index];
         if (t.per_layer != form.per_layer) problem(group, "parts are split between 'tensors' and 'layer'");
-        if (t.alternative >= 0) problem(group, fmt::format("part '{}' belongs to alternative '{}'", t.name(), spec_.alternatives[static_cast<size_t>(t.alternative)].name));
+        if (t.alternative >= 0)
+          problem(group, fmt::format("part '{}' belongs to alternative '{}'", t.name(),
+                                     spec_.alternatives[static_cast<size_t>(t.alternative)].name));
       }
     }
 
@@ -100,7 +104,8 @@ class Deriver {
       for (size_t index : part_decls[p]) {
         const std::string& suffix = spec_.tensors[index].suffix;
         if (std::find(suffixes.begin(), suffixes.end(), suffix) == suffixes.end()) {
-          problem(group, fmt::format("'{}' has no counterpart on '{}': every part needs the same suffixes", spec_.tensors[index].name(), group.parts[0]));
+          problem(group, fmt::format("'{}' has no counterpart on '{}': every part needs the same suffixes", spec_.tensors[index].name(),
+                                     group.parts[0]));
         }
       }
     }
@@ -119,7 +124,8 @@ class Deriver {
     for (const std::string& part : group.parts) {
       const spec::TensorDecl* t = spec_.find_tensor(form.per_layer, part, suffix);
       if (t == nullptr) {
-        problem(group, fmt::format("'{}.{}' exists but '{}.{}' does not: every part needs the same suffixes", group.parts[0], suffix, part, suffix));
+        problem(group, fmt::format("'{}.{}' exists but '{}.{}' does not: every part needs the same suffixes", group.parts[0], suffix, part,
+                                   suffix));
         return;
       }
       parts.push_back(t);
@@ -148,8 +154,8 @@ class Deriver {
         }
       }
       if (when_text(*t) != when_text(head) || t->optional != head.optional) {
-        problem(group, fmt::format("'{}' and '{}' have different presence rules (when: {} vs {}; optional: {} vs {})", head.name(), t->name(),
-                                   when_text(head), when_text(*t), head.optional, t->optional));
+        problem(group, fmt::format("'{}' and '{}' have different presence rules (when: {} vs {}; optional: {} vs {})", head.name(),
+                                   t->name(), when_text(head), when_text(*t), head.optional, t->optional));
         return;
       }
       fused.offsets.push_back(spec::Expr::sum(extents));
@@ -173,7 +179,9 @@ class Deriver {
 
 }  // namespace
 
-std::vector<FusedForm> derive_fused_forms(const spec::Spec& spec) { return Deriver(spec).run(); }
+std::vector<FusedForm> derive_fused_forms(const spec::Spec& spec) {
+  return Deriver(spec).run();
+}
 
 std::optional<Layout> layout(std::span<const std::vector<uint64_t>> part_shapes, int axis) {
   if (part_shapes.empty()) return std::nullopt;

@@ -32,7 +32,7 @@ struct FusedForm {
   size_t group = 0;  // index into Spec::fusable
   std::string base;  // "attn_qkv"
   bool per_layer = false;
-  std::optional<spec::Expr> when;  // the parts' shared presence condition
+  std::optional<spec::Expr> when;    // the parts' shared presence condition
   std::vector<FusedTensor> tensors;  // ".weight" first
 
   std::string name(const FusedTensor& tensor) const { return base + "." + tensor.suffix; }

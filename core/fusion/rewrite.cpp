@@ -1,6 +1,7 @@
 #include "fusion/rewrite.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,8 +9,6 @@
 #include <cstring>
 #include <map>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "fusion/fusion.hpp"
 #include "gguf/writer.hpp"
@@ -43,7 +42,9 @@ uint64_t tensor_bytes(const OutputTensor& out) {
   return bytes;
 }
 
-std::string join(const std::vector<std::string>& items) { return items.empty() ? "none" : fmt::format("{}", fmt::join(items, ", ")); }
+std::string join(const std::vector<std::string>& items) {
+  return items.empty() ? "none" : fmt::format("{}", fmt::join(items, ", "));
+}
 
 class Planner {
  public:
@@ -99,13 +100,15 @@ class Planner {
       for (const FusedForm& form : spec_.fused_forms) {
         const validate::GroupReport& state = state_of(form);
         states.push_back(fmt::format("{} {}", form.base, state.state()));
-        const bool candidate = fuse_ ? !state.unfused.empty() && plugin_.runs_fused(form.base) && consumer_accepts(form) : !state.fused.empty();
+        const bool candidate =
+            fuse_ ? !state.unfused.empty() && plugin_.runs_fused(form.base) && consumer_accepts(form) : !state.fused.empty();
         if (candidate) selected.push_back(&form);
       }
       if (selected.empty()) {
-        throw RewriteError(fmt::format("nothing to {} in {}: {} (groups: {}){}", fuse_ ? "fuse" : "unfuse", input_.path(),
-                                       fuse_ ? "it is already fused, or its groups cannot be run fused" : "it stores no group fused", join(states),
-                                       fuse_ && request_.consumer ? fmt::format("; {} accepts only the spec's consumers", *request_.consumer) : ""));
+        throw RewriteError(
+            fmt::format("nothing to {} in {}: {} (groups: {}){}", fuse_ ? "fuse" : "unfuse", input_.path(),
+                        fuse_ ? "it is already fused, or its groups cannot be run fused" : "it stores no group fused", join(states),
+                        fuse_ && request_.consumer ? fmt::format("; {} accepts only the spec's consumers", *request_.consumer) : ""));
       }
       return selected;
     }
@@ -119,12 +122,12 @@ class Planner {
       const validate::GroupReport& state = state_of(*it);
       if (fuse_) {
         if (!plugin_.runs_fused(name)) {
-          throw RewriteError(fmt::format("the {} plugin ({}) cannot run '{}' fused; it runs fused: {}", plugin_.name(), plugin_.file().string(), name,
-                                         join(plugin_.fused_groups())));
+          throw RewriteError(fmt::format("the {} plugin ({}) cannot run '{}' fused; it runs fused: {}", plugin_.name(),
+                                         plugin_.file().string(), name, join(plugin_.fused_groups())));
         }
         if (!consumer_accepts(*it)) {
-          throw RewriteError(fmt::format("{} does not load {} files with '{}' fused (consumers declared in {}: {})", *request_.consumer, spec_.arch,
-                                         name, spec_.file, join(group_of(*it).consumers)));
+          throw RewriteError(fmt::format("{} does not load {} files with '{}' fused (consumers declared in {}: {})", *request_.consumer,
+                                         spec_.arch, name, spec_.file, join(group_of(*it).consumers)));
         }
         if (state.unfused.empty()) {
           throw RewriteError(state.fused.empty() ? fmt::format("{} has no '{}' to fuse: none of its parts are present", input_.path(), name)
@@ -166,7 +169,8 @@ class Planner {
       }
       if (parts.empty()) continue;  // this suffix is absent (an optional bias), or the layer is fused already
       if (!absent.empty()) {
-        throw RewriteError(fmt::format("cannot fuse '{}': {} is present but {} is not", form.gguf_name(fused, where), parts.front()->name, join(absent)));
+        throw RewriteError(
+            fmt::format("cannot fuse '{}': {} is present but {} is not", form.gguf_name(fused, where), parts.front()->name, join(absent)));
       }
       if (std::any_of(parts.begin(), parts.end(), [&](const gguf::TensorInfo* t) { return t->type != parts.front()->type; })) {
         std::vector<std::string> types;
@@ -177,7 +181,8 @@ class Planner {
       std::vector<std::vector<uint64_t>> shapes;
       for (const gguf::TensorInfo* t : parts) shapes.emplace_back(t->shape().begin(), t->shape().end());
       const std::optional<Layout> fused_layout = layout(shapes, fused.axis);
-      if (!fused_layout) throw RewriteError(fmt::format("cannot fuse '{}': its parts disagree off axis {}", form.gguf_name(fused, where), fused.axis));
+      if (!fused_layout)
+        throw RewriteError(fmt::format("cannot fuse '{}': its parts disagree off axis {}", form.gguf_name(fused, where), fused.axis));
       OutputTensor out;
       out.kind = OutputTensor::Kind::kConcat;
       out.name = form.gguf_name(fused, where);
@@ -220,9 +225,10 @@ class Planner {
 
   void refuse_mixed_types() {
     if (mixed_types_.empty()) return;
-    std::string message = fmt::format("cannot fuse {} losslessly: the parts of a group are stored in different types, and fusing them would need "
-                                      "re-quantization, which archreg never does:",
-                                      input_.path());
+    std::string message = fmt::format(
+        "cannot fuse {} losslessly: the parts of a group are stored in different types, and fusing them would need "
+        "re-quantization, which archreg never does:",
+        input_.path());
     for (const auto& [group, cases] : mixed_types_) {
       message += fmt::format("\n  {} ({} place{}):", group, cases.size(), cases.size() == 1 ? "" : "s");
       for (const std::string& c : cases) message += fmt::format("\n    {}", c);
@@ -249,13 +255,15 @@ class Planner {
     for (const OutputTensor& out : plan_.tensors) plan_.data_bytes += tensor_bytes(out);
     if (fuse_) {
       for (const std::string& group : plan_.groups) {
-        const auto& form = *std::find_if(spec_.fused_forms.begin(), spec_.fused_forms.end(), [&](const FusedForm& f) { return f.base == group; });
+        const auto& form =
+            *std::find_if(spec_.fused_forms.begin(), spec_.fused_forms.end(), [&](const FusedForm& f) { return f.base == group; });
         const auto& consumers = group_of(form).consumers;
-        plan_.notes.push_back(consumers.empty()
-                                  ? fmt::format("no loader besides archreg is known to accept {} files with '{}' fused (llama.cpp refuses them); "
-                                                "keep the unfused file for other consumers",
-                                                spec_.arch, group)
-                                  : fmt::format("{} files with '{}' fused load in: {}", spec_.arch, group, join(consumers)));
+        plan_.notes.push_back(
+            consumers.empty()
+                ? fmt::format("no loader besides archreg is known to accept {} files with '{}' fused (llama.cpp refuses them); "
+                              "keep the unfused file for other consumers",
+                              spec_.arch, group)
+                : fmt::format("{} files with '{}' fused load in: {}", spec_.arch, group, join(consumers)));
       }
     }
   }
@@ -287,7 +295,8 @@ RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, cons
   return Planner(input, spec, plugin, request).run();
 }
 
-void execute_rewrite(const RewritePlan& plan, const gguf::Reader& input, const std::filesystem::path& output, const ExecuteOptions& options) {
+void execute_rewrite(const RewritePlan& plan, const gguf::Reader& input, const std::filesystem::path& output,
+                     const ExecuteOptions& options) {
   FileDescriptor in{::open(input.path().c_str(), O_RDONLY | O_CLOEXEC)};
   if (in.fd < 0) throw gguf::Error(input.path(), std::nullopt, "", fmt::format("cannot open: {}", std::strerror(errno)));
   std::error_code same_error;

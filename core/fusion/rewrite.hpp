@@ -53,16 +53,15 @@ struct RewritePlan {
   Direction direction = Direction::kFuse;
   std::vector<std::string> groups;  // the groups rewritten
   std::vector<OutputTensor> tensors;
-  uint64_t data_bytes = 0;          // bytes of tensor data to move
-  std::vector<std::string> notes;   // for people: e.g. which loaders accept the fused forms
+  uint64_t data_bytes = 0;         // bytes of tensor data to move
+  std::vector<std::string> notes;  // for people: e.g. which loaders accept the fused forms
 };
 
 // Decides what to write, refusing (RewriteError) everything that cannot be done losslessly or
 // that a consumer could not run: an input that does not validate, groups the spec does not
 // declare or the plugin cannot run fused, input already fused (fuse) or not fused (unfuse),
 // parts of one group stored in different types.
-RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, const registry::Plugin& plugin,
-                         const RewriteRequest& request);
+RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, const registry::Plugin& plugin, const RewriteRequest& request);
 
 struct ExecuteOptions {
   bool overwrite = false;
@@ -77,6 +76,7 @@ struct ExecuteOptions {
 
 // Writes the plan to `output` in one streaming pass with bounded memory. Throws gguf::Error
 // (I/O, disk full) or RewriteError (cancelled, verification failed); either way no output.
-void execute_rewrite(const RewritePlan& plan, const gguf::Reader& input, const std::filesystem::path& output, const ExecuteOptions& options);
+void execute_rewrite(const RewritePlan& plan, const gguf::Reader& input, const std::filesystem::path& output,
+                     const ExecuteOptions& options);
 
 }  // namespace archreg::fusion

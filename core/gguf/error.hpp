@@ -14,8 +14,7 @@ namespace archreg::gguf {
 // and the parts are available separately for JSON output and tests.
 class Error : public std::runtime_error {
  public:
-  Error(std::string file, std::optional<uint64_t> offset, std::string subject,
-        std::string message);
+  Error(std::string file, std::optional<uint64_t> offset, std::string subject, std::string message);
 
   const std::string& file() const { return file_; }
   const std::optional<uint64_t>& offset() const { return offset_; }

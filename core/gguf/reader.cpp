@@ -1,20 +1,19 @@
 #include "gguf/reader.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <bit>
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <mutex>
-
-#include <fmt/format.h>
 
 #include "gguf/checked.hpp"
 #include "gguf/name_index.hpp"
@@ -25,7 +24,7 @@ namespace {
 
 constexpr uint64_t kHeaderFixedSize = 24;  // magic, version, n_tensors, n_kv
 // Smallest possible encodings, used to cap counts by the bytes actually left in the file.
-constexpr uint64_t kMinEntrySize = 8 + 1 + 4 + 1;           // key length, 1-byte key, type, u8
+constexpr uint64_t kMinEntrySize = 8 + 1 + 4 + 1;               // key length, 1-byte key, type, u8
 constexpr uint64_t kMinTensorInfoSize = 8 + 1 + 4 + 8 + 4 + 8;  // name, n_dims, ne0, type, offset
 constexpr uint64_t kMinArrayHeaderSize = 4 + 8;                 // element type, count
 constexpr uint32_t kMaxAlignment = 1u << 24;
@@ -126,8 +125,7 @@ class SigbusGuard {
 // Bounds-checked little-endian reads over the mapped bytes.
 class Cursor {
  public:
-  Cursor(std::span<const std::byte> bytes, const std::string& file, uint64_t pos = 0)
-      : bytes_(bytes), file_(file), pos_(pos) {}
+  Cursor(std::span<const std::byte> bytes, const std::string& file, uint64_t pos = 0) : bytes_(bytes), file_(file), pos_(pos) {}
 
   uint64_t pos() const { return pos_; }
   uint64_t left() const { return bytes_.size() - pos_; }
@@ -138,8 +136,7 @@ class Cursor {
 
   void need(uint64_t n, const Subject& subject) const {
     if (n > left()) {
-      fail(pos_, subject,
-           fmt::format("unexpected end of file: need {} more bytes, {} left", n, left()));
+      fail(pos_, subject, fmt::format("unexpected end of file: need {} more bytes, {} left", n, left()));
     }
   }
 
@@ -161,8 +158,7 @@ class Cursor {
     const uint64_t at = pos_;
     const auto length = read<uint64_t>(subject);
     if (length > left()) {
-      fail(at, subject,
-           fmt::format("string length {} exceeds the {} bytes left in the file", length, left()));
+      fail(at, subject, fmt::format("string length {} exceeds the {} bytes left in the file", length, left()));
     }
     std::string_view text(reinterpret_cast<const char*>(bytes_.data() + pos_), length);
     pos_ += length;
@@ -194,13 +190,10 @@ class Cursor {
     const uint64_t at = pos_;
     const ValueType element = read_value_type(subject);
     const auto count = read<uint64_t>(subject);
-    const uint64_t min_size = element == ValueType::kString  ? 8
-                              : element == ValueType::kArray ? kMinArrayHeaderSize
-                                                             : scalar_size(element);
+    const uint64_t min_size = element == ValueType::kString ? 8 : element == ValueType::kArray ? kMinArrayHeaderSize : scalar_size(element);
     if (count > left() / min_size) {
       fail(at, subject,
-           fmt::format("array of {} elements of {} cannot fit in the {} bytes left in the file",
-                       count, value_type_name(element), left()));
+           fmt::format("array of {} elements of {} cannot fit in the {} bytes left in the file", count, value_type_name(element), left()));
     }
     if (element == ValueType::kString) {
       for (uint64_t i = 0; i < count; ++i) read_string(subject);
@@ -269,22 +262,18 @@ void Reader::State::index() {
   Cursor cursor(bytes, path);
   const Subject header;
   if (bytes.size() < kHeaderFixedSize) {
-    cursor.fail(0, header,
-                fmt::format("file is {} bytes; a GGUF header needs at least {}", bytes.size(),
-                            kHeaderFixedSize));
+    cursor.fail(0, header, fmt::format("file is {} bytes; a GGUF header needs at least {}", bytes.size(), kHeaderFixedSize));
   }
   const auto magic = cursor.read<uint32_t>(header);
   if (magic != kMagic) {
-    cursor.fail(0, header,
-                fmt::format("bad magic: expected \"GGUF\" (0x{:08X}), found 0x{:08X}", kMagic, magic));
+    cursor.fail(0, header, fmt::format("bad magic: expected \"GGUF\" (0x{:08X}), found 0x{:08X}", kMagic, magic));
   }
   version = cursor.read<uint32_t>(header);
   if (version != 2 && version != 3) {
     const bool big_endian = version == __builtin_bswap32(2u) || version == __builtin_bswap32(3u);
     cursor.fail(4, header,
                 fmt::format("unsupported GGUF version {}: expected 2 or 3{}", version,
-                            big_endian ? " (this is a big-endian file, which is not supported)"
-                                       : ""));
+                            big_endian ? " (this is a big-endian file, which is not supported)" : ""));
   }
   const auto n_tensors = cursor.read<uint64_t>(header);
   const auto n_kv = cursor.read<uint64_t>(header);
@@ -331,25 +320,21 @@ void Reader::State::index_metadata(Cursor& cursor, uint64_t count) {
     cursor.skip_value(type, subject);
 
     const auto index = static_cast<uint32_t>(metadata.size());
-    const uint32_t existing =
-        key_index.insert(subject.name, index, [&](uint32_t k) { return metadata[k].key; });
+    const uint32_t existing = key_index.insert(subject.name, index, [&](uint32_t k) { return metadata[k].key; });
     if (existing != index) {
-      cursor.fail(entry_offset, subject,
-                  fmt::format("duplicate key (first defined at byte {})", metadata[existing].offset));
+      cursor.fail(entry_offset, subject, fmt::format("duplicate key (first defined at byte {})", metadata[existing].offset));
     }
     metadata.push_back(KeyValue{subject.name, type, entry_offset, value_offset, cursor.pos()});
 
     if (subject.name == kAlignmentKey) {
       if (type != ValueType::kUint32) {
-        cursor.fail(type_offset, subject,
-                    fmt::format("expected type UINT32, found {}", value_type_name(type)));
+        cursor.fail(type_offset, subject, fmt::format("expected type UINT32, found {}", value_type_name(type)));
       }
       uint32_t value;
       std::memcpy(&value, bytes.data() + value_offset, sizeof value);
       if (!std::has_single_bit(value) || value > kMaxAlignment) {
         cursor.fail(value_offset, subject,
-                    fmt::format("alignment must be a power of two between 1 and {}, found {}",
-                                kMaxAlignment, value));
+                    fmt::format("alignment must be a power of two between 1 and {}, found {}", kMaxAlignment, value));
       }
       alignment = value;
     }
@@ -368,9 +353,7 @@ void Reader::State::index_tensors(Cursor& cursor, uint64_t count) {
     subject.name = t.name;
     subject.named = true;
     if (t.name.size() > kMaxTensorNameLength) {
-      cursor.fail(t.info_offset, subject,
-                  fmt::format("tensor name is {} bytes; at most {} allowed", t.name.size(),
-                              kMaxTensorNameLength));
+      cursor.fail(t.info_offset, subject, fmt::format("tensor name is {} bytes; at most {} allowed", t.name.size(), kMaxTensorNameLength));
     }
 
     const uint64_t dims_offset = cursor.pos();
@@ -394,12 +377,10 @@ void Reader::State::index_tensors(Cursor& cursor, uint64_t count) {
     t.type = cursor.read<int32_t>(subject);
     const TypeTraits* traits = ggml_type_any(t.type);
     if (traits == nullptr) {
-      cursor.fail(type_offset, subject,
-                  fmt::format("invalid ggml type {}: expected 0..{}", t.type, kGgmlTypeCount - 1));
+      cursor.fail(type_offset, subject, fmt::format("invalid ggml type {}: expected 0..{}", t.type, kGgmlTypeCount - 1));
     }
     if (traits->removed) {
-      cursor.fail(type_offset, subject,
-                  fmt::format("ggml type {} ({}) was removed from ggml", t.type, traits->name));
+      cursor.fail(type_offset, subject, fmt::format("ggml type {} ({}) was removed from ggml", t.type, traits->name));
     }
     t.offset = cursor.read<uint64_t>(subject);
 
@@ -414,25 +395,20 @@ void Reader::State::index_tensors(Cursor& cursor, uint64_t count) {
     t.n_elements = *elements;
     if (t.ne[0] % traits->block_size != 0) {
       cursor.fail(dims_offset, subject,
-                  fmt::format("ne0 = {} is not a multiple of the block size {} of {}", t.ne[0],
-                              traits->block_size, traits->name));
+                  fmt::format("ne0 = {} is not a multiple of the block size {} of {}", t.ne[0], traits->block_size, traits->name));
     }
     const auto row_bytes = checked_mul(t.ne[0] / traits->block_size, traits->type_size);
     const auto n_bytes = row_bytes ? checked_mul(*row_bytes, t.n_elements / t.ne[0]) : std::nullopt;
     if (!n_bytes || *n_bytes > kMaxElements) {
-      cursor.fail(dims_offset, subject,
-                  fmt::format("byte size of shape {} as {} overflows int64", shape_text(t),
-                              traits->name));
+      cursor.fail(dims_offset, subject, fmt::format("byte size of shape {} as {} overflows int64", shape_text(t), traits->name));
     }
     t.row_bytes = *row_bytes;
     t.n_bytes = *n_bytes;
 
     const auto index = static_cast<uint32_t>(tensors.size());
-    const uint32_t existing =
-        tensor_index.insert(t.name, index, [&](uint32_t k) { return tensors[k].name; });
+    const uint32_t existing = tensor_index.insert(t.name, index, [&](uint32_t k) { return tensors[k].name; });
     if (existing != index) {
-      cursor.fail(t.info_offset, subject,
-                  fmt::format("duplicate tensor name (first at byte {})", tensors[existing].info_offset));
+      cursor.fail(t.info_offset, subject, fmt::format("duplicate tensor name (first at byte {})", tensors[existing].info_offset));
     }
     tensors.push_back(t);
   }
@@ -445,8 +421,7 @@ void Reader::State::place_tensor_data() {
     const Subject subject{"tensor", t.name, 0, true};
     const uint64_t offset_field = t.info_offset + 8 + t.name.size() + 4 + 8ull * t.n_dims + 4;
     if (t.offset % alignment != 0) {
-      cursor.fail(offset_field, subject,
-                  fmt::format("data offset {} is not a multiple of the alignment {}", t.offset, alignment));
+      cursor.fail(offset_field, subject, fmt::format("data offset {} is not a multiple of the alignment {}", t.offset, alignment));
     }
     if (t.offset != expected) {
       cursor.fail(offset_field, subject,
@@ -458,9 +433,8 @@ void Reader::State::place_tensor_data() {
     const auto end = begin ? checked_add(*begin, t.n_bytes) : std::nullopt;
     if (!end || *end > bytes.size()) {
       cursor.fail(offset_field, subject,
-                  fmt::format("data [{}, {}) at data offset {} runs past the end of the file ({} bytes)",
-                              begin.value_or(0), end ? fmt::format("{}", *end) : "overflow", t.offset,
-                              bytes.size()));
+                  fmt::format("data [{}, {}) at data offset {} runs past the end of the file ({} bytes)", begin.value_or(0),
+                              end ? fmt::format("{}", *end) : "overflow", t.offset, bytes.size()));
     }
     t.data_offset = *begin;
     // end <= file size, so neither the sum nor its padding can wrap.
@@ -549,15 +523,33 @@ void Reader::check_unchanged() const {
   if (state_->truncated.load()) throw Error(state_->path, std::nullopt, "", shrank_message(state_->mapping_size));
 }
 
-const std::string& Reader::path() const { return state_->path; }
-uint32_t Reader::version() const { return state_->version; }
-uint32_t Reader::alignment() const { return state_->alignment; }
-uint64_t Reader::file_size() const { return state_->bytes.size(); }
-uint64_t Reader::data_section_offset() const { return state_->data_offset; }
-uint64_t Reader::data_section_size() const { return state_->data_size; }
-std::span<const std::byte> Reader::bytes() const { return state_->bytes; }
-std::span<const KeyValue> Reader::metadata() const { return state_->metadata; }
-std::span<const TensorInfo> Reader::tensors() const { return state_->tensors; }
+const std::string& Reader::path() const {
+  return state_->path;
+}
+uint32_t Reader::version() const {
+  return state_->version;
+}
+uint32_t Reader::alignment() const {
+  return state_->alignment;
+}
+uint64_t Reader::file_size() const {
+  return state_->bytes.size();
+}
+uint64_t Reader::data_section_offset() const {
+  return state_->data_offset;
+}
+uint64_t Reader::data_section_size() const {
+  return state_->data_size;
+}
+std::span<const std::byte> Reader::bytes() const {
+  return state_->bytes;
+}
+std::span<const KeyValue> Reader::metadata() const {
+  return state_->metadata;
+}
+std::span<const TensorInfo> Reader::tensors() const {
+  return state_->tensors;
+}
 
 const KeyValue* Reader::find_key(std::string_view key) const {
   const uint32_t i = state_->key_index.find(key, [&](uint32_t k) { return state_->metadata[k].key; });
@@ -599,23 +591,33 @@ namespace {
 
 template <class T>
 constexpr ValueType value_type_of() {
-  if constexpr (std::is_same_v<T, uint8_t>) return ValueType::kUint8;
-  else if constexpr (std::is_same_v<T, int8_t>) return ValueType::kInt8;
-  else if constexpr (std::is_same_v<T, uint16_t>) return ValueType::kUint16;
-  else if constexpr (std::is_same_v<T, int16_t>) return ValueType::kInt16;
-  else if constexpr (std::is_same_v<T, uint32_t>) return ValueType::kUint32;
-  else if constexpr (std::is_same_v<T, int32_t>) return ValueType::kInt32;
-  else if constexpr (std::is_same_v<T, float>) return ValueType::kFloat32;
-  else if constexpr (std::is_same_v<T, bool>) return ValueType::kBool;
-  else if constexpr (std::is_same_v<T, uint64_t>) return ValueType::kUint64;
-  else if constexpr (std::is_same_v<T, int64_t>) return ValueType::kInt64;
-  else if constexpr (std::is_same_v<T, double>) return ValueType::kFloat64;
+  if constexpr (std::is_same_v<T, uint8_t>)
+    return ValueType::kUint8;
+  else if constexpr (std::is_same_v<T, int8_t>)
+    return ValueType::kInt8;
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    return ValueType::kUint16;
+  else if constexpr (std::is_same_v<T, int16_t>)
+    return ValueType::kInt16;
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return ValueType::kUint32;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return ValueType::kInt32;
+  else if constexpr (std::is_same_v<T, float>)
+    return ValueType::kFloat32;
+  else if constexpr (std::is_same_v<T, bool>)
+    return ValueType::kBool;
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return ValueType::kUint64;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return ValueType::kInt64;
+  else if constexpr (std::is_same_v<T, double>)
+    return ValueType::kFloat64;
 }
 
 }  // namespace
 
-Value::Value(const Reader* reader, uint32_t kv_index, int64_t element_index, ValueType type,
-             uint64_t begin, uint64_t end)
+Value::Value(const Reader* reader, uint32_t kv_index, int64_t element_index, ValueType type, uint64_t begin, uint64_t end)
     : reader_(reader), kv_index_(kv_index), element_index_(element_index), type_(type), begin_(begin), end_(end) {}
 
 std::string Value::path() const {
@@ -685,8 +687,7 @@ double Value::as_number() const {
   if (type_ == ValueType::kFloat32) return get<float>();
   if (type_ == ValueType::kFloat64) return get<double>();
   if (is_integer(type_)) {
-    return type_ == ValueType::kUint64 ? static_cast<double>(get<uint64_t>())
-                                       : static_cast<double>(as_int());
+    return type_ == ValueType::kUint64 ? static_cast<double>(get<uint64_t>()) : static_cast<double>(as_int());
   }
   type_mismatch("a number");
 }

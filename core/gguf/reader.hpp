@@ -100,8 +100,7 @@ class Value {
 
  private:
   friend class Reader;
-  Value(const Reader* reader, uint32_t kv_index, int64_t element_index, ValueType type,
-        uint64_t begin, uint64_t end);
+  Value(const Reader* reader, uint32_t kv_index, int64_t element_index, ValueType type, uint64_t begin, uint64_t end);
   void require_array() const;
   [[noreturn]] void type_mismatch(std::string_view expected) const;
 
@@ -115,15 +114,15 @@ class Value {
 
 struct TensorInfo {
   std::string_view name;
-  int32_t type;                     // a valid ggml type id
-  uint32_t n_dims;                  // 1..4
+  int32_t type;                       // a valid ggml type id
+  uint32_t n_dims;                    // 1..4
   std::array<uint64_t, kMaxDims> ne;  // unused dimensions are 1
-  uint64_t offset;                  // relative to the data section, as stored
-  uint64_t data_offset;             // absolute byte offset in the file
+  uint64_t offset;                    // relative to the data section, as stored
+  uint64_t data_offset;               // absolute byte offset in the file
   uint64_t n_elements;
-  uint64_t n_bytes;                 // bytes of data (unpadded)
-  uint64_t row_bytes;               // bytes of one ne0 row
-  uint64_t info_offset;             // where this tensor's info starts in the header
+  uint64_t n_bytes;      // bytes of data (unpadded)
+  uint64_t row_bytes;    // bytes of one ne0 row
+  uint64_t info_offset;  // where this tensor's info starts in the header
 
   std::span<const uint64_t> shape() const { return {ne.data(), n_dims}; }
 };

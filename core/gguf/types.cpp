@@ -1,17 +1,16 @@
 #include "gguf/types.hpp"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cctype>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace archreg::gguf {
 namespace {
 
 constexpr std::array<std::string_view, kValueTypeCount> kValueTypeNames = {
-    "UINT8", "INT8",   "UINT16", "INT16",  "UINT32", "INT32",   "FLOAT32",
-    "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64",  "FLOAT64",
+    "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32", "BOOL", "STRING", "ARRAY", "UINT64", "INT64", "FLOAT64",
 };
 constexpr std::array<uint32_t, kValueTypeCount> kScalarSizes = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
@@ -24,20 +23,48 @@ constexpr TypeTraits removed(int32_t id, std::string_view name) {
 
 // ggml.h / ggml.c type_traits, ids 0..42. Removed ids keep their historical names for messages.
 constexpr std::array<TypeTraits, kGgmlTypeCount> kGgmlTypes = {
-    valid(0, "F32", 1, 4),        valid(1, "F16", 1, 2),        valid(2, "Q4_0", 32, 18),
-    valid(3, "Q4_1", 32, 20),     removed(4, "Q4_2"),           removed(5, "Q4_3"),
-    valid(6, "Q5_0", 32, 22),     valid(7, "Q5_1", 32, 24),     valid(8, "Q8_0", 32, 34),
-    valid(9, "Q8_1", 32, 36),     valid(10, "Q2_K", 256, 84),   valid(11, "Q3_K", 256, 110),
-    valid(12, "Q4_K", 256, 144),  valid(13, "Q5_K", 256, 176),  valid(14, "Q6_K", 256, 210),
-    valid(15, "Q8_K", 256, 292),  valid(16, "IQ2_XXS", 256, 66), valid(17, "IQ2_XS", 256, 74),
-    valid(18, "IQ3_XXS", 256, 98), valid(19, "IQ1_S", 256, 50), valid(20, "IQ4_NL", 32, 18),
-    valid(21, "IQ3_S", 256, 110), valid(22, "IQ2_S", 256, 82),  valid(23, "IQ4_XS", 256, 136),
-    valid(24, "I8", 1, 1),        valid(25, "I16", 1, 2),       valid(26, "I32", 1, 4),
-    valid(27, "I64", 1, 8),       valid(28, "F64", 1, 8),       valid(29, "IQ1_M", 256, 56),
-    valid(30, "BF16", 1, 2),      removed(31, "Q4_0_4_4"),      removed(32, "Q4_0_4_8"),
-    removed(33, "Q4_0_8_8"),      valid(34, "TQ1_0", 256, 54),  valid(35, "TQ2_0", 256, 66),
-    removed(36, "IQ4_NL_4_4"),    removed(37, "IQ4_NL_4_8"),    removed(38, "IQ4_NL_8_8"),
-    valid(39, "MXFP4", 32, 17),   valid(40, "NVFP4", 64, 36),   valid(41, "Q1_0", 128, 18),
+    valid(0, "F32", 1, 4),
+    valid(1, "F16", 1, 2),
+    valid(2, "Q4_0", 32, 18),
+    valid(3, "Q4_1", 32, 20),
+    removed(4, "Q4_2"),
+    removed(5, "Q4_3"),
+    valid(6, "Q5_0", 32, 22),
+    valid(7, "Q5_1", 32, 24),
+    valid(8, "Q8_0", 32, 34),
+    valid(9, "Q8_1", 32, 36),
+    valid(10, "Q2_K", 256, 84),
+    valid(11, "Q3_K", 256, 110),
+    valid(12, "Q4_K", 256, 144),
+    valid(13, "Q5_K", 256, 176),
+    valid(14, "Q6_K", 256, 210),
+    valid(15, "Q8_K", 256, 292),
+    valid(16, "IQ2_XXS", 256, 66),
+    valid(17, "IQ2_XS", 256, 74),
+    valid(18, "IQ3_XXS", 256, 98),
+    valid(19, "IQ1_S", 256, 50),
+    valid(20, "IQ4_NL", 32, 18),
+    valid(21, "IQ3_S", 256, 110),
+    valid(22, "IQ2_S", 256, 82),
+    valid(23, "IQ4_XS", 256, 136),
+    valid(24, "I8", 1, 1),
+    valid(25, "I16", 1, 2),
+    valid(26, "I32", 1, 4),
+    valid(27, "I64", 1, 8),
+    valid(28, "F64", 1, 8),
+    valid(29, "IQ1_M", 256, 56),
+    valid(30, "BF16", 1, 2),
+    removed(31, "Q4_0_4_4"),
+    removed(32, "Q4_0_4_8"),
+    removed(33, "Q4_0_8_8"),
+    valid(34, "TQ1_0", 256, 54),
+    valid(35, "TQ2_0", 256, 66),
+    removed(36, "IQ4_NL_4_4"),
+    removed(37, "IQ4_NL_4_8"),
+    removed(38, "IQ4_NL_8_8"),
+    valid(39, "MXFP4", 32, 17),
+    valid(40, "NVFP4", 64, 36),
+    valid(41, "Q1_0", 128, 18),
     valid(42, "Q2_0", 64, 18),
 };
 
@@ -55,7 +82,9 @@ std::string_view value_type_name(ValueType type) {
   return is_valid_value_type(id) ? kValueTypeNames[static_cast<size_t>(id)] : "INVALID";
 }
 
-bool is_valid_value_type(int32_t id) { return id >= 0 && id < kValueTypeCount; }
+bool is_valid_value_type(int32_t id) {
+  return id >= 0 && id < kValueTypeCount;
+}
 
 uint32_t scalar_size(ValueType type) {
   const auto id = static_cast<int32_t>(type);
@@ -71,10 +100,8 @@ bool is_integer(ValueType type) {
     case ValueType::kUint32:
     case ValueType::kInt32:
     case ValueType::kUint64:
-    case ValueType::kInt64:
-      return true;
-    default:
-      return false;
+    case ValueType::kInt64: return true;
+    default: return false;
   }
 }
 

@@ -21,15 +21,14 @@ struct MetaArray {
 
 // The variant's alternatives are ordered like ValueType, so type() is the index.
 struct MetaValue {
-  using Storage = std::variant<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, float, bool,
-                               std::string, MetaArray, uint64_t, int64_t, double>;
+  using Storage =
+      std::variant<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, float, bool, std::string, MetaArray, uint64_t, int64_t, double>;
   Storage v;
 
   MetaValue() = default;
   template <class T>
-    requires std::is_constructible_v<Storage, T&&>
-  MetaValue(T&& value) : v(std::forward<T>(value)) {}  // NOLINT(google-explicit-constructor)
-  MetaValue(const char* s) : v(std::string(s)) {}       // NOLINT(google-explicit-constructor)
+  requires std::is_constructible_v<Storage, T&&> MetaValue(T&& value) : v(std::forward<T>(value)) {}  // NOLINT(google-explicit-constructor)
+  MetaValue(const char* s) : v(std::string(s)) {}                                                     // NOLINT(google-explicit-constructor)
 
   ValueType type() const { return static_cast<ValueType>(v.index()); }
   bool operator==(const MetaValue&) const = default;

@@ -1,6 +1,7 @@
 #include "gguf/writer.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,8 +11,6 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-
-#include <fmt/format.h>
 
 #include "gguf/checked.hpp"
 #include "gguf/reader.hpp"
@@ -75,8 +74,7 @@ std::optional<std::string> array_problem(const MetaValue& value, uint32_t depth 
   for (size_t i = 0; i < array->items.size(); ++i) {
     const MetaValue& item = array->items[i];
     if (item.type() != array->element_type) {
-      return fmt::format("element {} is {}, but the array holds {}", i, value_type_name(item.type()),
-                         value_type_name(array->element_type));
+      return fmt::format("element {} is {}, but the array holds {}", i, value_type_name(item.type()), value_type_name(array->element_type));
     }
     if (auto problem = array_problem(item, depth + 1)) return problem;
   }
@@ -123,8 +121,7 @@ void Writer::add(std::string key, MetaValue value) {
       fail(subject, fmt::format("expected type UINT32, found {}", value_type_name(value.type())));
     }
     if (!std::has_single_bit(*alignment) || *alignment > kMaxAlignment) {
-      fail(subject, fmt::format("alignment must be a power of two between 1 and {}, found {}",
-                                kMaxAlignment, *alignment));
+      fail(subject, fmt::format("alignment must be a power of two between 1 and {}, found {}", kMaxAlignment, *alignment));
     }
     alignment_ = *alignment;
   }
@@ -181,8 +178,7 @@ size_t Writer::add_tensor(std::string name, int32_t ggml_type_id, std::span<cons
     fail(subject, "element count overflows 64 bits");
   }
   if (shape[0] % traits->block_size != 0) {
-    fail(subject, fmt::format("ne0 = {} is not a multiple of the block size {} of {}", shape[0],
-                              traits->block_size, traits->name));
+    fail(subject, fmt::format("ne0 = {} is not a multiple of the block size {} of {}", shape[0], traits->block_size, traits->name));
   }
   const auto row_bytes = checked_mul(shape[0] / traits->block_size, traits->type_size);
   const auto n_bytes = row_bytes ? checked_mul(*row_bytes, *elements / shape[0]) : std::nullopt;
@@ -191,7 +187,9 @@ size_t Writer::add_tensor(std::string name, int32_t ggml_type_id, std::span<cons
   return tensors_.size() - 1;
 }
 
-uint64_t Writer::tensor_bytes(size_t index) const { return tensors_.at(index).n_bytes; }
+uint64_t Writer::tensor_bytes(size_t index) const {
+  return tensors_.at(index).n_bytes;
+}
 
 uint64_t Writer::remaining_in_current() const {
   return current_ < tensors_.size() ? tensors_[current_].n_bytes - filled_ : 0;
@@ -245,8 +243,7 @@ void Writer::commit(const std::function<void(const std::filesystem::path&)>& ver
   if (current_ < tensors_.size()) {
     const PendingTensor& t = tensors_[current_];
     fail(fmt::format("tensor '{}'", t.name),
-         fmt::format("only {} of its {} bytes were written ({} tensors incomplete)", filled_, t.n_bytes,
-                     tensors_.size() - current_));
+         fmt::format("only {} of its {} bytes were written ({} tensors incomplete)", filled_, t.n_bytes, tensors_.size() - current_));
   }
   flush();
   if (options_.sync && ::fsync(fd_) != 0) fail("", fmt::format("cannot sync the output: {}", std::strerror(errno)));
@@ -275,7 +272,8 @@ void Writer::publish_unnamed() {
   }
   // Replacing: link under a unique temporary name, then rename over the destination atomically.
   for (int attempt = 0;; ++attempt) {
-    const std::filesystem::path named = destination_.parent_path() / fmt::format(".{}.tmp-{}-{}", destination_.filename().string(), ::getpid(), attempt);
+    const std::filesystem::path named =
+        destination_.parent_path() / fmt::format(".{}.tmp-{}-{}", destination_.filename().string(), ::getpid(), attempt);
     if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, named.c_str(), AT_SYMLINK_FOLLOW) == 0) {
       temporary_ = named;
       move_into_place(named);
@@ -342,7 +340,8 @@ void Writer::read_through_buffer(int fd, uint64_t offset, uint64_t n) {
     const ssize_t got = ::pread(fd, buffer_.get() + buffered_, chunk, static_cast<off_t>(offset));
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
-      fail("", got == 0 ? fmt::format("the source ended early at byte {}", offset) : fmt::format("read failed at byte {}: {}", offset, std::strerror(errno)));
+      fail("", got == 0 ? fmt::format("the source ended early at byte {}", offset)
+                        : fmt::format("read failed at byte {}: {}", offset, std::strerror(errno)));
     }
     buffered_ += static_cast<size_t>(got);
     offset += static_cast<uint64_t>(got);

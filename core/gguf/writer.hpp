@@ -100,11 +100,11 @@ class Writer {
   std::vector<PendingTensor> tensors_;
   uint64_t data_size_ = 0;
   size_t current_ = 0;
-  uint64_t filled_ = 0;  // bytes of the current tensor written so far
+  uint64_t filled_ = 0;                  // bytes of the current tensor written so far
   std::unique_ptr<std::byte[]> buffer_;  // not a vector: resizing one zero-fills before each read
   size_t buffered_ = 0;
-  uint64_t written_ = 0;      // bytes handed to the OS so far
-  uint64_t writeback_ = 0;    // bytes whose write-back to disk has been started
+  uint64_t written_ = 0;    // bytes handed to the OS so far
+  uint64_t writeback_ = 0;  // bytes whose write-back to disk has been started
 };
 
 }  // namespace archreg::gguf

@@ -65,10 +65,10 @@ typedef enum archreg_rope_mode { ARCHREG_ROPE_NORMAL = 0, ARCHREG_ROPE_NEOX = 2 
 
 typedef struct archreg_rope_options {
   uint32_t size;
-  uint32_t mode;       /* archreg_rope_mode: adjacent pairs (normal) or halves (NeoX) */
-  int32_t n_rot;       /* rotated dimensions of each head (0: the whole head) */
-  float freq_base;     /* 0: 10000 */
-  float freq_scale;    /* 0: 1 (linear scaling divides positions by 1/freq_scale) */
+  uint32_t mode;    /* archreg_rope_mode: adjacent pairs (normal) or halves (NeoX) */
+  int32_t n_rot;    /* rotated dimensions of each head (0: the whole head) */
+  float freq_base;  /* 0: 10000 */
+  float freq_scale; /* 0: 1 (linear scaling divides positions by 1/freq_scale) */
   /* YaRN (all zero: off) */
   float ext_factor;
   float attn_factor; /* 0: 1 */
@@ -114,26 +114,26 @@ typedef struct archreg_ffn_weights {
 } archreg_ffn_weights;
 
 typedef enum archreg_gating {
-  ARCHREG_GATING_SOFTMAX = 0,        /* probabilities = softmax(logits) over all experts */
-  ARCHREG_GATING_SIGMOID = 1,        /* probabilities = sigmoid(logits) */
-  ARCHREG_GATING_SOFTMAX_TOPK = 2,   /* softmax over the selected experts' logits */
+  ARCHREG_GATING_SOFTMAX = 0,      /* probabilities = softmax(logits) over all experts */
+  ARCHREG_GATING_SIGMOID = 1,      /* probabilities = sigmoid(logits) */
+  ARCHREG_GATING_SOFTMAX_TOPK = 2, /* softmax over the selected experts' logits */
 } archreg_gating;
 
 typedef struct archreg_moe_weights {
   uint32_t size;
-  const archreg_tensor* router;      /* [n_embd, n_expert] */
-  const archreg_tensor* router_bias; /* [n_expert] or NULL */
+  const archreg_tensor* router;         /* [n_embd, n_expert] */
+  const archreg_tensor* router_bias;    /* [n_expert] or NULL */
   const archreg_tensor* selection_bias; /* [n_expert] or NULL: added for selection only */
-  archreg_ffn_weights experts;       /* 3-D: [n_embd, n_ff, n_expert], down [n_ff, n_embd, n_expert] */
+  archreg_ffn_weights experts;          /* 3-D: [n_embd, n_ff, n_expert], down [n_ff, n_embd, n_expert] */
 } archreg_moe_weights;
 
 typedef struct archreg_moe_options {
   uint32_t size;
   int32_t n_expert_used;
-  uint32_t gating;       /* archreg_gating */
-  int32_t normalize;     /* 1: selected weights divided by their sum */
-  float weight_scale;    /* 0: 1 */
-  int32_t n_group;       /* group-limited selection (0: off) */
+  uint32_t gating;    /* archreg_gating */
+  int32_t normalize;  /* 1: selected weights divided by their sum */
+  float weight_scale; /* 0: 1 */
+  int32_t n_group;    /* group-limited selection (0: off) */
   int32_t n_group_used;
   archreg_glu_options glu;
 } archreg_moe_options;
@@ -158,8 +158,8 @@ typedef struct archreg_graph_api_v2 {
   int32_t (*n_tokens)(archreg_graph* g);
   const archreg_tensor* (*embed)(archreg_graph* g, const archreg_tensor* table); /* [n_embd, n_tokens] */
 
-  const archreg_tensor* (*norm)(archreg_graph* g, const archreg_tensor* x, const archreg_tensor* weight,
-                                const archreg_tensor* bias, const archreg_norm_options* options);
+  const archreg_tensor* (*norm)(archreg_graph* g, const archreg_tensor* x, const archreg_tensor* weight, const archreg_tensor* bias,
+                                const archreg_norm_options* options);
   /* weight [k, n] (or a 3-D [k, n, h] applied per head to x [k, h, t]) times x [k, ...]. */
   const archreg_tensor* (*matmul)(archreg_graph* g, const archreg_tensor* weight, const archreg_tensor* x);
   /* a + b, a * b: b broadcast over a's rows when it has fewer; b may be a weight. */

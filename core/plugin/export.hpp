@@ -16,23 +16,25 @@
 #include "plugin_archs.h"
 #endif
 
-#define ARCHREG_EXPORT_PLUGIN(descriptor)                                                        \
-  namespace archreg_plugin_export {                                                             \
-  extern "C" const archreg_plugin_v2* archreg_plugin_entry() noexcept { return &(descriptor); } \
-  }                                                                                             \
+#define ARCHREG_EXPORT_PLUGIN(descriptor)                               \
+  namespace archreg_plugin_export {                                     \
+  extern "C" const archreg_plugin_v2* archreg_plugin_entry() noexcept { \
+    return &(descriptor);                                               \
+  }                                                                     \
+  }                                                                     \
   BOOST_DLL_ALIAS(archreg_plugin_export::archreg_plugin_entry, archreg_plugin)
 
 #define ARCHREG_DEFINE_PLUGIN(name, check, build, ...)                                                        \
-  namespace archreg_plugin_descriptor {                                                               \
-  const char* const kArchs[] = {ARCHREG_PLUGIN_ARCHS};                                                \
-  const char* const kFusedGroups[] = {__VA_ARGS__};                                                   \
-  const archreg_plugin_v2 kDescriptor = {ARCHREG_PLUGIN_ABI_VERSION,                                  \
-                                         name,                                                        \
-                                         kArchs,                                                      \
-                                         static_cast<uint32_t>(sizeof kArchs / sizeof kArchs[0]),     \
-                                         kFusedGroups,                                                \
+  namespace archreg_plugin_descriptor {                                                                       \
+  const char* const kArchs[] = {ARCHREG_PLUGIN_ARCHS};                                                        \
+  const char* const kFusedGroups[] = {__VA_ARGS__};                                                           \
+  const archreg_plugin_v2 kDescriptor = {ARCHREG_PLUGIN_ABI_VERSION,                                          \
+                                         name,                                                                \
+                                         kArchs,                                                              \
+                                         static_cast<uint32_t>(sizeof kArchs / sizeof kArchs[0]),             \
+                                         kFusedGroups,                                                        \
                                          static_cast<uint32_t>(sizeof kFusedGroups / sizeof kFusedGroups[0]), \
-                                         check,                                                       \
-                                         build};                                                      \
-  }                                                                                                   \
+                                         check,                                                               \
+                                         build};                                                              \
+  }                                                                                                           \
   ARCHREG_EXPORT_PLUGIN(archreg_plugin_descriptor::kDescriptor)

@@ -1,13 +1,12 @@
 #include "registry/registry.hpp"
 
 #include <dlfcn.h>
+#include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/dll/shared_library.hpp>
 #include <cstring>
 #include <set>
-
-#include <boost/dll/shared_library.hpp>
-#include <fmt/format.h>
 
 #include "gguf/regular_file.hpp"
 #include "registry/search_path.hpp"
@@ -48,7 +47,8 @@ std::vector<std::string> read_manifest(const std::filesystem::path& file) {
     if (begin == std::string_view::npos) continue;
     line = line.substr(begin, line.find_last_not_of(" \t\r") - begin + 1);
     if (line.size() > kMaxNameLength) {
-      throw RegistryError(fmt::format("{}:{}: an arch name of {} bytes; at most {} are allowed", file.string(), number, line.size(), kMaxNameLength));
+      throw RegistryError(
+          fmt::format("{}:{}: an arch name of {} bytes; at most {} are allowed", file.string(), number, line.size(), kMaxNameLength));
     }
     if (archs.size() == kMaxListedNames) {
       throw RegistryError(fmt::format("{}:{}: more than {} arch names", file.string(), number, kMaxListedNames));
@@ -59,19 +59,22 @@ std::vector<std::string> read_manifest(const std::filesystem::path& file) {
 }
 
 // The codes a plugin's check may report: the file findings of docs/cli.md.
-constexpr std::string_view kPluginCodes[] = {"missing_hparam",    "hparam_type",    "hparam_value",    "missing_tensor",
-                                             "unexpected_tensor", "wrong_shape",    "wrong_type",      "fused_and_unfused",
+constexpr std::string_view kPluginCodes[] = {"missing_hparam",    "hparam_type",        "hparam_value", "missing_tensor",
+                                             "unexpected_tensor", "wrong_shape",        "wrong_type",   "fused_and_unfused",
                                              "partial_fusion",    "unsupported_fusion", "plugin_check"};
 
 // Copies a plugin-supplied list of C strings, defensively: bounded count and lengths.
 std::vector<std::string> copy_names(const char* const* names, uint32_t count, const std::filesystem::path& file, std::string_view what) {
-  if (count > kMaxListedNames) throw RegistryError(fmt::format("{}: plugin lists {} {} (at most {})", file.string(), count, what, kMaxListedNames));
-  if (count > 0 && names == nullptr) throw RegistryError(fmt::format("{}: plugin lists {} {} but gives no array", file.string(), count, what));
+  if (count > kMaxListedNames)
+    throw RegistryError(fmt::format("{}: plugin lists {} {} (at most {})", file.string(), count, what, kMaxListedNames));
+  if (count > 0 && names == nullptr)
+    throw RegistryError(fmt::format("{}: plugin lists {} {} but gives no array", file.string(), count, what));
   std::vector<std::string> out;
   for (uint32_t i = 0; i < count; ++i) {
     if (names[i] == nullptr) throw RegistryError(fmt::format("{}: plugin's {} #{} is null", file.string(), what, i));
     const size_t length = strnlen(names[i], kMaxNameLength + 1);
-    if (length == 0 || length > kMaxNameLength) throw RegistryError(fmt::format("{}: plugin's {} #{} is empty or too long", file.string(), what, i));
+    if (length == 0 || length > kMaxNameLength)
+      throw RegistryError(fmt::format("{}: plugin's {} #{} is empty or too long", file.string(), what, i));
     out.emplace_back(names[i], length);
   }
   return out;
@@ -114,7 +117,8 @@ void host_report(archreg_check_context* context, const char* code, const char* s
       text = fmt::format("{} (reported as '{}', which is not a finding code of docs/cli.md)", text, reported);
       reported = "plugin_check";
     }
-    context->findings->push_back(validate::Finding{std::string(reported), subject != nullptr ? subject : "", std::move(text), std::nullopt, std::nullopt});
+    context->findings->push_back(
+        validate::Finding{std::string(reported), subject != nullptr ? subject : "", std::move(text), std::nullopt, std::nullopt});
   } catch (...) {
   }
 }
@@ -141,17 +145,18 @@ void Plugin::check(const std::string& arch, const gguf::Reader& reader, const sp
   try {
     status = descriptor_->check(&kHost, &context, arch.c_str());
   } catch (const std::exception& error) {
-    findings.push_back({"plugin_check", name_, fmt::format("plugin {} threw from its check (the ABI forbids it): {}", file_.string(), error.what()),
-                        std::nullopt, std::nullopt});
+    findings.push_back({"plugin_check", name_,
+                        fmt::format("plugin {} threw from its check (the ABI forbids it): {}", file_.string(), error.what()), std::nullopt,
+                        std::nullopt});
     return;
   } catch (...) {
-    findings.push_back({"plugin_check", name_, fmt::format("plugin {} threw from its check (the ABI forbids it)", file_.string()), std::nullopt,
-                        std::nullopt});
+    findings.push_back({"plugin_check", name_, fmt::format("plugin {} threw from its check (the ABI forbids it)", file_.string()),
+                        std::nullopt, std::nullopt});
     return;
   }
   if (status != 0) {
-    findings.push_back({"plugin_check", name_, fmt::format("plugin {} could not run its check (status {})", file_.string(), status), std::nullopt,
-                        std::nullopt});
+    findings.push_back({"plugin_check", name_, fmt::format("plugin {} could not run its check (status {})", file_.string(), status),
+                        std::nullopt, std::nullopt});
   }
 }
 
@@ -211,7 +216,8 @@ ArchInfo Registry::info(const std::string& arch) const {
       info.problems.push_back(fmt::format("architecture '{}' is claimed by {} plugins: {}", arch, files.size(), fmt::join(files, ", ")));
     }
     if (!info.spec_file && info.problems.empty()) {
-      info.problems.push_back(fmt::format("plugin {} serves '{}', but no spec describes it (add arch-specs/{}.yaml)", info.plugin_file->string(), arch, arch));
+      info.problems.push_back(
+          fmt::format("plugin {} serves '{}', but no spec describes it (add arch-specs/{}.yaml)", info.plugin_file->string(), arch, arch));
     }
   }
   if (!info.problems.empty()) {
@@ -237,7 +243,9 @@ std::vector<ArchInfo> Registry::archs() const {
   return out;
 }
 
-const spec::Spec* Registry::spec(const std::string& arch) { return specs_.load(arch); }
+const spec::Spec* Registry::spec(const std::string& arch) {
+  return specs_.load(arch);
+}
 
 const Plugin* Registry::plugin(const std::string& arch) {
   const ArchInfo arch_info = info(arch);
@@ -254,8 +262,9 @@ const Plugin* Registry::plugin(const std::string& arch) {
       if (std::none_of(described->fusable.begin(), described->fusable.end(), declared)) {
         std::vector<std::string> names;
         for (const spec::FusableGroup& g : described->fusable) names.push_back(g.name);
-        throw RegistryError(fmt::format("{}: the plugin runs '{}' fused for '{}', but the spec {} declares no such fusable group (it declares: {})",
-                                        manifest.library.string(), group, arch, described->file, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+        throw RegistryError(fmt::format(
+            "{}: the plugin runs '{}' fused for '{}', but the spec {} declares no such fusable group (it declares: {})",
+            manifest.library.string(), group, arch, described->file, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
       }
     }
   }
@@ -293,8 +302,9 @@ std::unique_ptr<Plugin> Registry::open(const Manifest& manifest) const {
   }
   if (descriptor == nullptr) throw RegistryError(fmt::format("{}: the plugin's entry point returned no descriptor", file));
   if (descriptor->abi_version != ARCHREG_PLUGIN_ABI_VERSION) {
-    throw RegistryError(fmt::format("{}: plugin ABI version {}, but this archreg speaks version {}; rebuild the plugin against this archreg", file,
-                                    descriptor->abi_version, ARCHREG_PLUGIN_ABI_VERSION));
+    throw RegistryError(
+        fmt::format("{}: plugin ABI version {}, but this archreg speaks version {}; rebuild the plugin against this archreg", file,
+                    descriptor->abi_version, ARCHREG_PLUGIN_ABI_VERSION));
   }
   plugin->descriptor_ = descriptor;
   plugin->name_ = copy_names(&descriptor->name, 1, manifest.library, "name").front();
@@ -316,7 +326,8 @@ Runnable require_runnable(Registry& registry, const std::string& arch, bool need
   if (!info.problems.empty()) throw RegistryError(fmt::format("cannot run '{}': {}", arch, fmt::join(info.problems, "; ")));
   if (!info.spec_file) {
     const std::vector<std::string> known = registry.spec_arch_names();
-    throw RegistryError(fmt::format("unsupported model architecture '{}'; known: {}", arch, known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", "))));
+    throw RegistryError(fmt::format("unsupported model architecture '{}'; known: {}", arch,
+                                    known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", "))));
   }
   if (!info.plugin_file) {
     throw RegistryError(fmt::format("architecture '{}' has a spec ({}) but no plugin: its files can be validated but not run", arch,
@@ -324,7 +335,8 @@ Runnable require_runnable(Registry& registry, const std::string& arch, bool need
   }
   const Plugin* plugin = registry.plugin(arch);
   if (need_forward && !plugin->has_forward()) {
-    throw RegistryError(fmt::format("architecture '{}' can be validated but not run: its plugin {} has no forward pass yet", arch, plugin->file().string()));
+    throw RegistryError(fmt::format("architecture '{}' can be validated but not run: its plugin {} has no forward pass yet", arch,
+                                    plugin->file().string()));
   }
   return Runnable{registry.spec(arch), plugin};
 }

@@ -1,8 +1,8 @@
 #include "registry/spec_catalog.hpp"
 
-#include <system_error>
-
 #include <fmt/format.h>
+
+#include <system_error>
 
 #include "registry/search_path.hpp"
 

@@ -1,11 +1,10 @@
 #include "runtime/builder.hpp"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstring>
 #include <map>
-
-#include <fmt/format.h>
-
 
 // The host-side state of one build; opaque to plugins.
 struct archreg_graph {
@@ -32,7 +31,9 @@ const Node* fail(archreg_graph* g, std::string message) {
   return nullptr;
 }
 
-bool failed(archreg_graph* g) { return !g->error.empty(); }
+bool failed(archreg_graph* g) {
+  return !g->error.empty();
+}
 
 Node* add_node(archreg_graph* g, Op op, std::array<int64_t, 4> ne, std::initializer_list<const Node*> src) {
   auto node = std::make_unique<Node>();
@@ -45,11 +46,15 @@ Node* add_node(archreg_graph* g, Op op, std::array<int64_t, 4> ne, std::initiali
   return g->graph->nodes.back().get();
 }
 
-bool is_activation(const Node* n) { return n != nullptr && !n->is_weight(); }
+bool is_activation(const Node* n) {
+  return n != nullptr && !n->is_weight();
+}
 
 // A weight read as rows of floats (norm scales, biases, sinks). Whether the backend has a kernel
 // for its type is the backend's question (Backend::unsupported, asked for every node).
-bool readable(const Node* w) { return w != nullptr && w->is_weight(); }
+bool readable(const Node* w) {
+  return w != nullptr && w->is_weight();
+}
 
 // Options structs may come from an older plugin (smaller `size`): copy what it has, zero the rest.
 template <class T>
@@ -90,8 +95,9 @@ const archreg_tensor* weight(archreg_graph* g, const char* name, int32_t layer) 
   const TensorView* view = g->model->weight(name, layer);
   if (view == nullptr) return nullptr;
   if (const auto it = g->weights.find(view); it != g->weights.end()) return it->second;
-  Node* node = add_node(g, Op::kWeight, {static_cast<int64_t>(view->ne[0]), static_cast<int64_t>(view->ne[1]), static_cast<int64_t>(view->ne[2]),
-                                          static_cast<int64_t>(view->ne[3])},
+  Node* node = add_node(g, Op::kWeight,
+                        {static_cast<int64_t>(view->ne[0]), static_cast<int64_t>(view->ne[1]), static_cast<int64_t>(view->ne[2]),
+                         static_cast<int64_t>(view->ne[3])},
                         {});
   node->weight = view;
   node->name = view->name;
@@ -99,7 +105,9 @@ const archreg_tensor* weight(archreg_graph* g, const char* name, int32_t layer) 
   return node;
 }
 
-int32_t n_tokens(archreg_graph* g) { return g->graph->n_tokens; }
+int32_t n_tokens(archreg_graph* g) {
+  return g->graph->n_tokens;
+}
 
 const archreg_tensor* embed(archreg_graph* g, const archreg_tensor* table) {
   if (failed(g)) return nullptr;
@@ -107,7 +115,8 @@ const archreg_tensor* embed(archreg_graph* g, const archreg_tensor* table) {
   return add_node(g, Op::kEmbed, {table->ne[0], g->graph->n_tokens, 1, 1}, {table});
 }
 
-const archreg_tensor* norm(archreg_graph* g, const archreg_tensor* x, const archreg_tensor* w, const archreg_tensor* b, const archreg_norm_options* o) {
+const archreg_tensor* norm(archreg_graph* g, const archreg_tensor* x, const archreg_tensor* w, const archreg_tensor* b,
+                           const archreg_norm_options* o) {
   if (failed(g)) return nullptr;
   if (!is_activation(x)) return fail(g, "norm: no input");
   for (const Node* p : {w, b}) {
@@ -126,7 +135,8 @@ const archreg_tensor* matmul(archreg_graph* g, const archreg_tensor* w, const ar
   if (w == nullptr || !w->is_weight() || !is_activation(x)) return fail(g, "matmul: needs a weight and an activation");
   if (w->ne[0] != x->ne[0]) return fail(g, fmt::format("matmul: {} cannot multiply {}: inner sizes differ", shape_text(w), shape_text(x)));
   if (w->ne[2] > 1) {
-    if (x->ne[1] != w->ne[2]) return fail(g, fmt::format("matmul per head: {} needs {} heads in {}", shape_text(w), w->ne[2], shape_text(x)));
+    if (x->ne[1] != w->ne[2])
+      return fail(g, fmt::format("matmul per head: {} needs {} heads in {}", shape_text(w), w->ne[2], shape_text(x)));
     return add_node(g, Op::kMatmul, {w->ne[1], x->ne[1], x->ne[2], 1}, {w, x});
   }
   return add_node(g, Op::kMatmul, {w->ne[1], x->ne[1], x->ne[2], x->ne[3]}, {w, x});
@@ -138,12 +148,17 @@ const archreg_tensor* binary(archreg_graph* g, Op op, const char* what, const ar
   if (b->is_weight() && !readable(b)) return fail(g, fmt::format("{}: cannot read {}", what, shape_text(b)));
   const bool row_broadcast = b->ne[0] == a->ne[0] && (b->rows() == 1 || b->rows() == a->rows());
   const bool column_broadcast = b->ne[0] == 1 && b->rows() == a->rows() && !b->is_weight();
-  if (!row_broadcast && !column_broadcast) return fail(g, fmt::format("{}: {} does not broadcast to {}", what, shape_text(b), shape_text(a)));
+  if (!row_broadcast && !column_broadcast)
+    return fail(g, fmt::format("{}: {} does not broadcast to {}", what, shape_text(b), shape_text(a)));
   return add_node(g, op, a->ne, {a, b});
 }
 
-const archreg_tensor* add(archreg_graph* g, const archreg_tensor* a, const archreg_tensor* b) { return binary(g, Op::kAdd, "add", a, b); }
-const archreg_tensor* mul(archreg_graph* g, const archreg_tensor* a, const archreg_tensor* b) { return binary(g, Op::kMul, "mul", a, b); }
+const archreg_tensor* add(archreg_graph* g, const archreg_tensor* a, const archreg_tensor* b) {
+  return binary(g, Op::kAdd, "add", a, b);
+}
+const archreg_tensor* mul(archreg_graph* g, const archreg_tensor* a, const archreg_tensor* b) {
+  return binary(g, Op::kMul, "mul", a, b);
+}
 
 const archreg_tensor* scale(archreg_graph* g, const archreg_tensor* x, float factor) {
   if (failed(g)) return nullptr;
@@ -191,8 +206,10 @@ const archreg_tensor* rope(archreg_graph* g, const archreg_tensor* x, const arch
   if (!is_activation(x) || x->ne[2] != g->graph->n_tokens) return fail(g, "rope: input must be [head_dim, n_head, n_tokens]");
   archreg_rope_options options = options_of(o);
   if (options.n_rot == 0) options.n_rot = static_cast<int32_t>(x->ne[0]);
-  if (options.n_rot < 0 || options.n_rot > x->ne[0] || options.n_rot % 2 != 0) return fail(g, fmt::format("rope: n_rot {} for heads of {}", options.n_rot, x->ne[0]));
-  if (options.mode != ARCHREG_ROPE_NORMAL && options.mode != ARCHREG_ROPE_NEOX) return fail(g, fmt::format("rope: unknown mode {}", options.mode));
+  if (options.n_rot < 0 || options.n_rot > x->ne[0] || options.n_rot % 2 != 0)
+    return fail(g, fmt::format("rope: n_rot {} for heads of {}", options.n_rot, x->ne[0]));
+  if (options.mode != ARCHREG_ROPE_NORMAL && options.mode != ARCHREG_ROPE_NEOX)
+    return fail(g, fmt::format("rope: unknown mode {}", options.mode));
   if (options.freq_factors != nullptr && (!readable(options.freq_factors) || options.freq_factors->n_elements() != options.n_rot / 2)) {
     return fail(g, "rope: freq_factors must hold n_rot/2 values");
   }
@@ -207,9 +224,10 @@ const archreg_tensor* attention(archreg_graph* g, int32_t layer, const archreg_t
   if (!is_activation(q) || !is_activation(k) || !is_activation(v)) return fail(g, "attention: missing q, k or v");
   const int64_t t = g->graph->n_tokens;
   if (layer < 0 || layer >= g->model->n_layers()) return fail(g, fmt::format("attention: layer {} out of range", layer));
-  if (q->ne[2] != t || k->ne[2] != t || v->ne[2] != t || q->ne[0] != k->ne[0] || k->ne[1] != v->ne[1] || k->ne[1] == 0 || q->ne[1] % k->ne[1] != 0) {
-    return fail(g, fmt::format("attention: q {}, k {}, v {} are not [dk, heads, t] / [dk, kv heads, t] / [dv, kv heads, t]", shape_text(q), shape_text(k),
-                               shape_text(v)));
+  if (q->ne[2] != t || k->ne[2] != t || v->ne[2] != t || q->ne[0] != k->ne[0] || k->ne[1] != v->ne[1] || k->ne[1] == 0 ||
+      q->ne[1] % k->ne[1] != 0) {
+    return fail(g, fmt::format("attention: q {}, k {}, v {} are not [dk, heads, t] / [dk, kv heads, t] / [dv, kv heads, t]", shape_text(q),
+                               shape_text(k), shape_text(v)));
   }
   auto& widths = g->graph->kv_widths;
   if (widths.size() <= static_cast<size_t>(layer)) widths.resize(static_cast<size_t>(layer) + 1, {0, 0});
@@ -246,8 +264,10 @@ bool check_ffn(archreg_graph* g, const char* what, const archreg_ffn_weights& w,
   }
   const int64_t n_ff = up->ne[1];
   const int64_t experts = up->ne[2];
-  if (up->ne[0] != n_embd || (gate != nullptr && gate->ne != up->ne) || down->ne[0] != n_ff || down->ne[1] != n_embd || down->ne[2] != experts) {
-    fail(g, fmt::format("{}: gate {}, up {}, down {} do not fit rows of {}", what, gate ? shape_text(gate) : "none", shape_text(up), shape_text(down), n_embd));
+  if (up->ne[0] != n_embd || (gate != nullptr && gate->ne != up->ne) || down->ne[0] != n_ff || down->ne[1] != n_embd ||
+      down->ne[2] != experts) {
+    fail(g, fmt::format("{}: gate {}, up {}, down {} do not fit rows of {}", what, gate ? shape_text(gate) : "none", shape_text(up),
+                        shape_text(down), n_embd));
     return false;
   }
   const std::array<std::pair<const Node*, int64_t>, 3> biases{{{w.gate_bias, n_ff}, {w.up_bias, n_ff}, {w.down_bias, n_embd}}};
@@ -284,14 +304,17 @@ const archreg_tensor* moe(archreg_graph* g, const archreg_tensor* x, const archr
     return fail(g, fmt::format("moe: the router must be [{}, {}]", x->ne[0], n_expert));
   }
   for (const Node* bias : {static_cast<const Node*>(w.router_bias), static_cast<const Node*>(w.selection_bias)}) {
-    if (bias != nullptr && (!readable(bias) || bias->n_elements() != n_expert)) return fail(g, fmt::format("moe: bias {} must hold {} values", shape_text(bias), n_expert));
+    if (bias != nullptr && (!readable(bias) || bias->n_elements() != n_expert))
+      return fail(g, fmt::format("moe: bias {} must hold {} values", shape_text(bias), n_expert));
   }
   archreg_moe_options options = options_of(o);
   options.glu = glu_of(&options.glu);
-  if (options.n_expert_used <= 0 || options.n_expert_used > n_expert) return fail(g, fmt::format("moe: {} experts used of {}", options.n_expert_used, n_expert));
+  if (options.n_expert_used <= 0 || options.n_expert_used > n_expert)
+    return fail(g, fmt::format("moe: {} experts used of {}", options.n_expert_used, n_expert));
   if (options.gating > ARCHREG_GATING_SOFTMAX_TOPK) return fail(g, fmt::format("moe: unknown gating {}", options.gating));
   if (options.n_group > 1 && (n_expert % options.n_group != 0 || options.n_group_used <= 0 || options.n_group_used > options.n_group)) {
-    return fail(g, fmt::format("moe: {} experts do not split into {} groups of which {} are used", n_expert, options.n_group, options.n_group_used));
+    return fail(g, fmt::format("moe: {} experts do not split into {} groups of which {} are used", n_expert, options.n_group,
+                               options.n_group_used));
   }
   if (options.weight_scale == 0) options.weight_scale = 1.0f;
   Node* node = add_node(g, Op::kMoe, {x->ne[0], x->rows(), 1, 1}, {x});
@@ -321,11 +344,36 @@ void name(archreg_graph*, const archreg_tensor* x, const char* text, int32_t lay
   const_cast<Node*>(x)->name = layer >= 0 ? fmt::format("{}-{}", text, layer) : std::string(text);
 }
 
-void fail_build(archreg_graph* g, const char* message) { fail(g, message != nullptr ? message : "the plugin failed the build"); }
+void fail_build(archreg_graph* g, const char* message) {
+  fail(g, message != nullptr ? message : "the plugin failed the build");
+}
 
 constexpr archreg_graph_api_v2 kApi = {
-    ARCHREG_PLUGIN_ABI_VERSION, sizeof(archreg_graph_api_v2), hparam_int, hparam_float, hparam_string, weight, n_tokens, embed, norm, matmul, add, mul,
-    scale, sigmoid, reshape, slice, concat, rope, attention, ffn, moe, output_rows, set_logits, name, fail_build,
+    ARCHREG_PLUGIN_ABI_VERSION,
+    sizeof(archreg_graph_api_v2),
+    hparam_int,
+    hparam_float,
+    hparam_string,
+    weight,
+    n_tokens,
+    embed,
+    norm,
+    matmul,
+    add,
+    mul,
+    scale,
+    sigmoid,
+    reshape,
+    slice,
+    concat,
+    rope,
+    attention,
+    ffn,
+    moe,
+    output_rows,
+    set_logits,
+    name,
+    fail_build,
 };
 
 }  // namespace
@@ -341,9 +389,11 @@ Graph build_graph(const Model& model, int32_t n_tokens, bool all_logits) {
   try {
     status = model.plugin().build(&kApi, &state, model.arch().c_str());
   } catch (const std::exception& error) {
-    throw BuildError(fmt::format("plugin {} threw while building the forward pass (the ABI forbids it): {}", model.plugin().file().string(), error.what()));
+    throw BuildError(fmt::format("plugin {} threw while building the forward pass (the ABI forbids it): {}", model.plugin().file().string(),
+                                 error.what()));
   }
-  if (!state.error.empty()) throw BuildError(fmt::format("{}: the {} forward pass cannot run this file: {}", model.reader().path(), model.arch(), state.error));
+  if (!state.error.empty())
+    throw BuildError(fmt::format("{}: the {} forward pass cannot run this file: {}", model.reader().path(), model.arch(), state.error));
   if (status != 0) throw BuildError(fmt::format("{}: the {} forward pass failed (status {})", model.reader().path(), model.arch(), status));
   if (graph.logits == nullptr) throw BuildError(fmt::format("{}: the {} forward pass set no logits", model.reader().path(), model.arch()));
   return graph;

@@ -1,14 +1,14 @@
 // The CPU backend: runs a graph on a persistent thread pool. Weights are read in place from the
 // mapped file (no copy); activations live in one arena whose blocks are reused once their last
 // reader has run. Every node is split between all threads, which meet at a barrier after it.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <numeric>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "cpu/ops.hpp"
 #include "cpu/quants.hpp"
@@ -24,7 +24,9 @@ using Op = Node::Op;
 constexpr int64_t kAlign = 64;
 constexpr int64_t kTokenTile = 16;  // activation rows a weight row is reused for while in cache
 
-int64_t align_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+int64_t align_up(int64_t n) {
+  return (n + kAlign - 1) / kAlign * kAlign;
+}
 
 std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
   return {n * ith / nth, n * (ith + 1) / nth};
@@ -68,8 +70,10 @@ class CpuBackend final : public Backend {
 
   void prepare(Graph& graph) override {
     plan(graph);
-    if (graph.arena_bytes > static_cast<int64_t>(arena_.size())) arena_.assign(static_cast<size_t>(graph.arena_bytes) / sizeof(float) + 16, 0.0f);
-    if (graph.scratch_bytes > static_cast<int64_t>(scratch_.size())) scratch_.assign(static_cast<size_t>(graph.scratch_bytes) + kAlign, std::byte{0});
+    if (graph.arena_bytes > static_cast<int64_t>(arena_.size()))
+      arena_.assign(static_cast<size_t>(graph.arena_bytes) / sizeof(float) + 16, 0.0f);
+    if (graph.scratch_bytes > static_cast<int64_t>(scratch_.size()))
+      scratch_.assign(static_cast<size_t>(graph.scratch_bytes) + kAlign, std::byte{0});
     // Weights read as rows of floats (not through vec_dot): dequantized once here unless they
     // are contiguous F32 already. Matrices stay in the mapping.
     for (const auto& node : graph.nodes) {
@@ -117,7 +121,8 @@ class CpuBackend final : public Backend {
     std::vector<int64_t> last_use(count, -1);
     for (const auto& node : graph.nodes) {
       for (const Node* s : node->src) {
-        if (s != nullptr && !s->is_weight()) last_use[static_cast<size_t>(root(s)->id)] = std::max(last_use[static_cast<size_t>(root(s)->id)], static_cast<int64_t>(node->id));
+        if (s != nullptr && !s->is_weight())
+          last_use[static_cast<size_t>(root(s)->id)] = std::max(last_use[static_cast<size_t>(root(s)->id)], static_cast<int64_t>(node->id));
       }
     }
     last_use[static_cast<size_t>(root(graph.logits)->id)] = static_cast<int64_t>(count);
@@ -279,7 +284,8 @@ class CpuBackend final : public Backend {
     const TensorView& table = *n.src[0]->weight;
     float* out = data(&n);
     const auto [t0, t1] = share(n.ne[1], ith, nth);
-    for (int64_t t = t0; t < t1; ++t) kc::dequantize_row(table.type, row_of(table, batch_->tokens[static_cast<size_t>(t)]), out + t * n.ne[0], n.ne[0]);
+    for (int64_t t = t0; t < t1; ++t)
+      kc::dequantize_row(table.type, row_of(table, batch_->tokens[static_cast<size_t>(t)]), out + t * n.ne[0], n.ne[0]);
   }
 
   void norm(const Node& n, int ith, int nth) {
@@ -331,7 +337,8 @@ class CpuBackend final : public Backend {
         const int64_t h = i / rows_out;
         const int64_t r = i % rows_out;
         const std::byte* wr = row_of(w, r, h);
-        for (int64_t t = 0; t < tokens; ++t) out[(t * heads + h) * rows_out + r] = kc::vec_dot(w.type, k, wr, xq + (t * heads + h) * xq_row);
+        for (int64_t t = 0; t < tokens; ++t)
+          out[(t * heads + h) * rows_out + r] = kc::vec_dot(w.type, k, wr, xq + (t * heads + h) * xq_row);
       }
       return;
     }
@@ -601,8 +608,8 @@ class CpuBackend final : public Backend {
   }
 
   // Routing of one token: which experts, with which weights (llama.cpp's build_moe_ffn order).
-  static void route(const archreg_moe_options& o, float* probs, float* selection, const float* selection_bias, int64_t n_expert, int32_t* chosen,
-                    float* weights) {
+  static void route(const archreg_moe_options& o, float* probs, float* selection, const float* selection_bias, int64_t n_expert,
+                    int32_t* chosen, float* weights) {
     switch (o.gating) {
       case ARCHREG_GATING_SOFTMAX: kc::softmax_row(probs, n_expert); break;
       case ARCHREG_GATING_SIGMOID:
@@ -637,9 +644,8 @@ class CpuBackend final : public Backend {
     thread_local std::vector<int32_t> order;  // reused: routing runs for every token of every MoE layer
     order.resize(static_cast<size_t>(n_expert));
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + o.n_expert_used, order.end(), [&](int32_t a, int32_t b) {
-      return selection[a] > selection[b] || (selection[a] == selection[b] && a < b);
-    });
+    std::partial_sort(order.begin(), order.begin() + o.n_expert_used, order.end(),
+                      [&](int32_t a, int32_t b) { return selection[a] > selection[b] || (selection[a] == selection[b] && a < b); });
     for (int32_t k = 0; k < o.n_expert_used; ++k) {
       chosen[k] = order[static_cast<size_t>(k)];
       weights[k] = probs[chosen[k]];
@@ -781,6 +787,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int n_threads) { return std::make_unique<CpuBackend>(n_threads); }
+std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
+  return std::make_unique<CpuBackend>(n_threads);
+}
 
 }  // namespace archreg::runtime

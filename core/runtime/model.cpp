@@ -1,8 +1,8 @@
 #include "runtime/model.hpp"
 
-#include <cstring>
-
 #include <fmt/format.h>
+
+#include <cstring>
 
 #include "fusion/fusion.hpp"
 #include "validate/hparams.hpp"
@@ -75,8 +75,8 @@ class Binder {
     if (axis == 0) {
       // Along ne0 a block must not be split: only block-aligned offsets are byte offsets.
       if (offset % traits.block_size != 0) {
-        throw LoadError(fmt::format("{}: '{}' starts {} elements into '{}', inside a {} block of {} elements", reader_.path(), view.name, offset,
-                                    all.name, traits.name, traits.block_size));
+        throw LoadError(fmt::format("{}: '{}' starts {} elements into '{}', inside a {} block of {} elements", reader_.path(), view.name,
+                                    offset, all.name, traits.name, traits.block_size));
       }
       byte_offset = offset / traits.block_size * traits.type_size;
     } else {
@@ -142,8 +142,8 @@ Model Model::open(const std::filesystem::path& file, registry::Registry& registr
   }
   validate::Report report = validate::validate(reader, *model.spec_, model.plugin_);
   if (!report.valid()) {
-    throw LoadError(fmt::format("{}: refusing to run: the file is not a valid {} model for the {} plugin ({} finding{}):", reader.path(), arch,
-                                model.plugin_->name(), report.findings.size(), report.findings.size() == 1 ? "" : "s"),
+    throw LoadError(fmt::format("{}: refusing to run: the file is not a valid {} model for the {} plugin ({} finding{}):", reader.path(),
+                                arch, model.plugin_->name(), report.findings.size(), report.findings.size() == 1 ? "" : "s"),
                     std::move(report.findings));
   }
   std::vector<validate::Finding> ignored;  // the file validated: binding sees no new findings
@@ -213,7 +213,8 @@ void Model::fuse_in_memory() {
           for (uint64_t i3 = 0; i3 < part->ne[3]; ++i3) {
             for (uint64_t i2 = 0; i2 < part->ne[2]; ++i2) {
               for (uint64_t i1 = 0; i1 < part->ne[1]; ++i1) {
-                std::memcpy(base + i1 * nb[1] + i2 * nb[2] + i3 * nb[3], part->data + i1 * part->nb[1] + i2 * part->nb[2] + i3 * part->nb[3], nb[1]);
+                std::memcpy(base + i1 * nb[1] + i2 * nb[2] + i3 * nb[3],
+                            part->data + i1 * part->nb[1] + i2 * part->nb[2] + i3 * part->nb[3], nb[1]);
               }
             }
           }

@@ -19,8 +19,8 @@
 #include "registry/registry.hpp"
 #include "spec/spec.hpp"
 #include "validate/finding.hpp"
-#include "validate/refusal.hpp"
 #include "validate/hparams.hpp"
+#include "validate/refusal.hpp"
 
 namespace archreg::runtime {
 

@@ -1,8 +1,8 @@
 #include "runtime/session.hpp"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "runtime/builder.hpp"
 
@@ -48,12 +48,13 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens) {
   if (tokens.empty()) throw RunError("no tokens to evaluate");
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || (n_embd_vocab_rows_ > 0 && tokens[i] >= n_embd_vocab_rows_)) {
-      throw RunError(fmt::format("token id {} at position {} is out of range: the vocabulary has ids 0..{}", tokens[i], n_past_ + static_cast<int64_t>(i),
-                                 n_embd_vocab_rows_ - 1));
+      throw RunError(fmt::format("token id {} at position {} is out of range: the vocabulary has ids 0..{}", tokens[i],
+                                 n_past_ + static_cast<int64_t>(i), n_embd_vocab_rows_ - 1));
     }
   }
   if (n_past_ + static_cast<int64_t>(tokens.size()) > n_ctx_) {
-    throw RunError(fmt::format("{} tokens after {} already in the sequence exceed the context of {} (use --ctx)", tokens.size(), n_past_, n_ctx_));
+    throw RunError(
+        fmt::format("{} tokens after {} already in the sequence exceed the context of {} (use --ctx)", tokens.size(), n_past_, n_ctx_));
   }
   const size_t rows = options_.all_logits ? tokens.size() : 1;
   logits_.assign(rows * static_cast<size_t>(n_vocab_), 0.0f);
@@ -62,7 +63,8 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens) {
     const int32_t n = static_cast<int32_t>(std::min<size_t>(tokens.size() - done, static_cast<size_t>(options_.n_batch)));
     Graph& graph = graph_for(n);
     const Batch batch{tokens.subspan(done, static_cast<size_t>(n)), n_past_};
-    std::span<float> out = options_.all_logits ? std::span<float>(logits_).subspan(done * static_cast<size_t>(n_vocab_), static_cast<size_t>(n) * static_cast<size_t>(n_vocab_))
+    std::span<float> out = options_.all_logits ? std::span<float>(logits_).subspan(done * static_cast<size_t>(n_vocab_),
+                                                                                   static_cast<size_t>(n) * static_cast<size_t>(n_vocab_))
                                                : std::span<float>(logits_);
     backend_->compute(graph, batch, out);
     n_past_ += n;

@@ -23,10 +23,10 @@ class RunError : public std::runtime_error {
 };
 
 struct SessionOptions {
-  int threads = 0;           // 0: every core
-  int64_t n_ctx = 0;         // 0: min(the model's training context, 4096)
-  int32_t n_batch = 512;     // tokens per prefill graph
-  bool all_logits = false;   // logits of every position, not only the last
+  int threads = 0;          // 0: every core
+  int64_t n_ctx = 0;        // 0: min(the model's training context, 4096)
+  int32_t n_batch = 512;    // tokens per prefill graph
+  bool all_logits = false;  // logits of every position, not only the last
 };
 
 class Session {

@@ -1,14 +1,16 @@
 #include "spec/expr.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <limits>
 
-#include <fmt/format.h>
-
 namespace archreg::spec {
 
-std::string SourcePos::text() const { return fmt::format("{}:{}:{}", file, line, column); }
+std::string SourcePos::text() const {
+  return fmt::format("{}:{}:{}", file, line, column);
+}
 
 ExprSyntaxError::ExprSyntaxError(SourcePos pos, const std::string& message)
     : std::runtime_error(fmt::format("{}: {}", pos.text(), message)), pos_(std::move(pos)), message_(message) {}
@@ -86,8 +88,7 @@ int64_t evaluate(const Expr::Node& node, const Expr::Lookup& lookup) {
     case Op::kNot: return evaluate(*node.args[0], lookup) == 0;
     case Op::kAnd: return evaluate(*node.args[0], lookup) != 0 && evaluate(*node.args[1], lookup) != 0;
     case Op::kOr: return evaluate(*node.args[0], lookup) != 0 || evaluate(*node.args[1], lookup) != 0;
-    case Op::kCond:
-      return evaluate(*node.args[0], lookup) != 0 ? evaluate(*node.args[1], lookup) : evaluate(*node.args[2], lookup);
+    case Op::kCond: return evaluate(*node.args[0], lookup) != 0 ? evaluate(*node.args[1], lookup) : evaluate(*node.args[2], lookup);
     case Op::kMin:
     case Op::kMax: {
       int64_t best = evaluate(*node.args[0], lookup);
@@ -133,8 +134,7 @@ std::string render(const Expr::Node& node) {
     case Op::kSymbol: return node.name;
     case Op::kNeg: return "-" + child(node.args[0], 9);
     case Op::kNot: return "!" + child(node.args[0], 9);
-    case Op::kCond:
-      return fmt::format("{} ? {} : {}", child(node.args[0], 2), child(node.args[1], 1), child(node.args[2], 1));
+    case Op::kCond: return fmt::format("{} ? {} : {}", child(node.args[0], 2), child(node.args[1], 1), child(node.args[2], 1));
     case Op::kMin:
     case Op::kMax: {
       std::vector<std::string> parts;
@@ -178,8 +178,7 @@ NodePtr make_literal(int64_t value) {
 
 class ExprParser {
  public:
-  ExprParser(std::string_view text, const SourcePos& pos, const Expr::Resolver& resolve)
-      : text_(text), pos_(pos), resolve_(resolve) {}
+  ExprParser(std::string_view text, const SourcePos& pos, const Expr::Resolver& resolve) : text_(text), pos_(pos), resolve_(resolve) {}
 
   Expr parse() {
     if (text_.size() > kMaxExprLength) {
@@ -350,7 +349,9 @@ Expr Expr::parse(std::string_view text, const SourcePos& pos, const Resolver& re
   return ExprParser(text, pos, resolve).parse();
 }
 
-Expr Expr::literal(int64_t value) { return Expr(make_literal(value)); }
+Expr Expr::literal(int64_t value) {
+  return Expr(make_literal(value));
+}
 
 Expr Expr::sum(const std::vector<Expr>& terms) {
   if (terms.empty()) return literal(0);
@@ -359,7 +360,9 @@ Expr Expr::sum(const std::vector<Expr>& terms) {
   return Expr(total);
 }
 
-int64_t Expr::eval(const Lookup& lookup) const { return evaluate(*root_, lookup); }
+int64_t Expr::eval(const Lookup& lookup) const {
+  return evaluate(*root_, lookup);
+}
 
 std::vector<uint32_t> Expr::symbols() const {
   std::vector<uint32_t> out;
@@ -367,7 +370,9 @@ std::vector<uint32_t> Expr::symbols() const {
   return out;
 }
 
-std::string Expr::text() const { return render(*root_); }
+std::string Expr::text() const {
+  return render(*root_);
+}
 
 std::optional<int64_t> Expr::as_literal() const {
   if (root_->op == Op::kLiteral) return root_->value;

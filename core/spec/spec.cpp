@@ -1,14 +1,14 @@
 #include "spec/spec.hpp"
 
+#include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cctype>
 #include <functional>
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/yaml.h>
 
 #include "fusion/fusion.hpp"
 #include "gguf/regular_file.hpp"
@@ -51,10 +51,10 @@ struct TypeName {
   gguf::ValueType type;
 };
 constexpr TypeName kHparamTypes[] = {
-    {"u8", gguf::ValueType::kUint8},     {"i8", gguf::ValueType::kInt8},       {"u16", gguf::ValueType::kUint16},
-    {"i16", gguf::ValueType::kInt16},    {"u32", gguf::ValueType::kUint32},    {"i32", gguf::ValueType::kInt32},
-    {"u64", gguf::ValueType::kUint64},   {"i64", gguf::ValueType::kInt64},     {"f32", gguf::ValueType::kFloat32},
-    {"f64", gguf::ValueType::kFloat64},  {"bool", gguf::ValueType::kBool},     {"string", gguf::ValueType::kString},
+    {"u8", gguf::ValueType::kUint8},    {"i8", gguf::ValueType::kInt8},    {"u16", gguf::ValueType::kUint16},
+    {"i16", gguf::ValueType::kInt16},   {"u32", gguf::ValueType::kUint32}, {"i32", gguf::ValueType::kInt32},
+    {"u64", gguf::ValueType::kUint64},  {"i64", gguf::ValueType::kInt64},  {"f32", gguf::ValueType::kFloat32},
+    {"f64", gguf::ValueType::kFloat64}, {"bool", gguf::ValueType::kBool},  {"string", gguf::ValueType::kString},
 };
 constexpr std::string_view kTensorSuffixes[] = {"weight", "bias", "scale"};
 
@@ -150,8 +150,8 @@ class SpecParser {
       problem(pos(root), "a spec is a YAML map (schema_version, arch, hparams, ...)");
       throw SpecError(problems_);
     }
-    check_keys(root, {"schema_version", "arch", "description", "hparams", "layers", "optional_layers", "tensors", "layer",
-                      "alternatives", "fusable", "checks"});
+    check_keys(root, {"schema_version", "arch", "description", "hparams", "layers", "optional_layers", "tensors", "layer", "alternatives",
+                      "fusable", "checks"});
     parse_header(root);
     parse_hparams(root["hparams"]);
     if (root["layers"]) {
@@ -276,7 +276,8 @@ class SpecParser {
       if (over_limit(spec_.hparams.size(), kMaxHparams, entry.first, "hyperparameters")) break;
       const auto name = entry.first.as<std::string>();
       if (!is_identifier(name) || name == "layer" || name == "min" || name == "max") {
-        problem(pos(entry.first), fmt::format("'{}' cannot name a hyperparameter (identifiers only; 'layer', 'min', 'max' are reserved)", name));
+        problem(pos(entry.first),
+                fmt::format("'{}' cannot name a hyperparameter (identifiers only; 'layer', 'min', 'max' are reserved)", name));
         continue;
       }
       if (spec_.hparam_index(name)) {
@@ -326,7 +327,8 @@ class SpecParser {
       if (auto text = scalar(type, "type")) {
         const auto it = std::find_if(std::begin(kHparamTypes), std::end(kHparamTypes), [&](const TypeName& t) { return t.name == *text; });
         if (it == std::end(kHparamTypes)) {
-          problem(pos(type), fmt::format("unknown type '{}'; expected one of u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, string", *text));
+          problem(pos(type),
+                  fmt::format("unknown type '{}'; expected one of u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, string", *text));
         } else {
           h.type = it->type;
         }
@@ -344,7 +346,8 @@ class SpecParser {
     const SourcePos at = pos(node);
     if (node["value"]) {
       if (node["key"] || node["default"] || node["optional"] || node["count"] || node["per_layer"] || node["type"]) {
-        problem(at, fmt::format("{}: 'value' (a derived hyperparameter) excludes key, type, count, per_layer, default and optional", where));
+        problem(at,
+                fmt::format("{}: 'value' (a derived hyperparameter) excludes key, type, count, per_layer, default and optional", where));
       }
     } else if (!node["key"]) {
       problem(at, fmt::format("{} needs 'key' (a GGUF key) or 'value' (an expression)", where));
@@ -378,7 +381,8 @@ class SpecParser {
       t.per_layer = per_layer;
       t.pos = pos(entry.first);
       if (base.empty() || full_name.find("blk.") == 0) {
-        problem(t.pos, fmt::format("tensor name '{}': write names without the 'blk.N.' prefix (per-layer tensors go under 'layer')", full_name));
+        problem(t.pos,
+                fmt::format("tensor name '{}': write names without the 'blk.N.' prefix (per-layer tensors go under 'layer')", full_name));
         continue;
       }
       if (spec_.find_tensor(per_layer, base, suffix) != nullptr) {
@@ -476,7 +480,8 @@ class SpecParser {
           TensorDecl& t = spec_.tensors[*found];
           section = t.per_layer;
           if (t.alternative >= 0) {
-            problem(pos(member), fmt::format("tensor '{}' is already in alternative '{}'", t.name(), spec_.alternatives[static_cast<size_t>(t.alternative)].name));
+            problem(pos(member), fmt::format("tensor '{}' is already in alternative '{}'", t.name(),
+                                             spec_.alternatives[static_cast<size_t>(t.alternative)].name));
             continue;
           }
           t.alternative = index;
@@ -508,11 +513,13 @@ class SpecParser {
       check_keys(body, {"parts", "axis", "consumers", "partial"}, fmt::format("fusable group '{}'", group.name));
       const YAML::Node parts = body["parts"];
       if (!parts || !parts.IsSequence() || parts.size() < 2) {
-        problem(parts ? pos(parts) : group.pos, fmt::format("fusable group '{}' needs 'parts': a list of at least two tensors", group.name));
+        problem(parts ? pos(parts) : group.pos,
+                fmt::format("fusable group '{}' needs 'parts': a list of at least two tensors", group.name));
         continue;
       }
       if (parts.size() > kMaxGroupParts) {
-        problem(pos(parts), fmt::format("fusable group '{}' has {} parts; at most {} are allowed", group.name, parts.size(), kMaxGroupParts));
+        problem(pos(parts),
+                fmt::format("fusable group '{}' has {} parts; at most {} are allowed", group.name, parts.size(), kMaxGroupParts));
         continue;
       }
       for (const YAML::Node& part : parts) {
@@ -529,10 +536,12 @@ class SpecParser {
         problem(group.pos, fmt::format("fusable group '{}' needs 'axis'", group.name));
       }
       if (const YAML::Node consumers = body["consumers"]) {
-        if (!consumers.IsSequence()) problem(pos(consumers), "consumers must be a list of loader names");
-        else for (const YAML::Node& c : consumers) {
-          if (auto name = scalar(c, "consumer")) group.consumers.push_back(*name);
-        }
+        if (!consumers.IsSequence())
+          problem(pos(consumers), "consumers must be a list of loader names");
+        else
+          for (const YAML::Node& c : consumers) {
+            if (auto name = scalar(c, "consumer")) group.consumers.push_back(*name);
+          }
       }
       if (const YAML::Node partial = body["partial"]) group.partial_allowed = boolean(partial, "partial").value_or(false);
       spec_.fusable.push_back(std::move(group));
@@ -564,7 +573,7 @@ class SpecParser {
   void check_hparam_cycles() {
     const std::vector<std::vector<uint32_t>> reads = hparam_reads(spec_);
     const size_t n = reads.size();
-    std::vector<int> state(n, 0);   // 0 new, 1 on the stack, 2 done
+    std::vector<int> state(n, 0);     // 0 new, 1 on the stack, 2 done
     std::vector<size_t> chain(n, 1);  // the longest chain of references starting here
     std::vector<bool> reported(n, false);
     bool cycle = false;
@@ -606,9 +615,10 @@ class SpecParser {
     for (uint32_t i = 0; i < n; ++i) {
       if (chain[i] > kMaxHparamChain) {
         const Hparam& h = spec_.hparams[i];
-        problem(h.pos, fmt::format("hyperparameter '{}' starts a chain of {} hyperparameters, each reading the next through default or value; "
-                                   "at most {} are allowed",
-                                   h.name, chain[i], kMaxHparamChain));
+        problem(h.pos,
+                fmt::format("hyperparameter '{}' starts a chain of {} hyperparameters, each reading the next through default or value; "
+                            "at most {} are allowed",
+                            h.name, chain[i], kMaxHparamChain));
         return;
       }
     }
@@ -619,7 +629,9 @@ class SpecParser {
   std::vector<std::string> problems_;
 };
 
-Spec parse_spec(std::string_view yaml_text, const std::string& file) { return SpecParser(file).parse(yaml_text); }
+Spec parse_spec(std::string_view yaml_text, const std::string& file) {
+  return SpecParser(file).parse(yaml_text);
+}
 
 Spec load_spec(const std::filesystem::path& file) {
   std::string text;
@@ -630,7 +642,8 @@ Spec load_spec(const std::filesystem::path& file) {
   }
   Spec spec = parse_spec(text, file.string());
   if (file.extension() == ".yaml" && file.stem().string() != spec.arch) {
-    throw SpecError({fmt::format("{}:1:1: arch '{}' does not match the file name: name the file {}.yaml", file.string(), spec.arch, spec.arch)});
+    throw SpecError(
+        {fmt::format("{}:1:1: arch '{}' does not match the file name: name the file {}.yaml", file.string(), spec.arch, spec.arch)});
   }
   return spec;
 }

@@ -57,7 +57,7 @@ struct Hparam {
   bool optional = false;
   std::optional<Expr> default_value;
   std::optional<Expr> required_when;  // with a default: the key is still required where this holds
-  std::optional<Expr> value;  // derived
+  std::optional<Expr> value;          // derived
   std::optional<Expr> min;
   std::optional<Expr> max;
   SourcePos pos;
@@ -69,7 +69,7 @@ struct TensorDecl {
   std::string base;    // "attn_q"
   std::string suffix;  // "weight"
   bool per_layer = false;
-  std::vector<Expr> shape;    // ggml order
+  std::vector<Expr> shape;     // ggml order
   std::vector<int32_t> types;  // allowed ggml types; empty = any
   bool optional = false;
   std::optional<Expr> when;

@@ -5,13 +5,13 @@
 // selects, in llama.cpp's dialect (its BPE pre-tokenizer table), and the table reader.
 #include "text/format_names.hpp"
 
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <deque>
 #include <map>
 #include <stdexcept>
-
-#include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
 
 namespace archreg::text {
 
@@ -57,16 +57,21 @@ constexpr std::string_view kCjkMarks[] = {
     "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
     "?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
 };
+// clang-format re-splits these UTF-8 literals on every run, so it leaves them alone.
+// clang-format off
 constexpr std::string_view kLatinCjkRanges[] = {
     "[\r\n]",
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-"
-    "ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-"
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-"
+    "ῄῆ-"
+    "ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-"
+    "𐲲𐳀-"
     "𐳲𑢠-𑣟𞤀-𞥃]+",
     "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
     "\\s+$",
     "[一-龥ࠀ-一가-퟿]+",
     "\\p{N}+",
 };
+// clang-format on
 constexpr std::string_view kLettersPunctuationCjk[] = {
     "[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}",
 };
@@ -134,8 +139,7 @@ struct Tables {
 };
 
 [[noreturn]] void bad_data(const YAML::Node& node, const std::string& what) {
-  throw std::logic_error(
-      fmt::format("arch-specs/text/formats.yaml (built into archreg), line {}: {}", node.Mark().line + 1, what));
+  throw std::logic_error(fmt::format("arch-specs/text/formats.yaml (built into archreg), line {}: {}", node.Mark().line + 1, what));
 }
 
 template <class T>
@@ -153,7 +157,8 @@ Tables load_tables() {
 
   const std::map<std::string, VocabKind, std::less<>> kinds = {
       {"sentencepiece", VocabKind::kSentencePiece}, {"byte_level_bpe", VocabKind::kByteLevelBpe}, {"unsupported", VocabKind::kUnsupported}};
-  for (const YAML::Node& m : root["tokenizer_models"]) t.models.push_back({keep(m["name"]), lookup(kinds, m["kind"], "kind"), keep(m["description"])});
+  for (const YAML::Node& m : root["tokenizer_models"])
+    t.models.push_back({keep(m["name"]), lookup(kinds, m["kind"], "kind"), keep(m["description"])});
 
   for (const YAML::Node& group : root["pre_tokenizers"]) {
     const std::span<const std::string_view> patterns = lookup(splits(), group["split"], "split");
@@ -181,8 +186,8 @@ Tables load_tables() {
       {"begin_content", ChatStyle::kBeginContent},
   };
   const std::map<std::string, unsigned, std::less<>> variants = {
-      {"system_in_sys", kSystemInSys},   {"bos_inside_history", kBosInsideHistory}, {"strip_content", kStripContent},
-      {"leading_space", kLeadingSpace},  {"trailing_space", kTrailingSpace},        {"trim_assistant", kTrimAssistant},
+      {"system_in_sys", kSystemInSys},  {"bos_inside_history", kBosInsideHistory}, {"strip_content", kStripContent},
+      {"leading_space", kLeadingSpace}, {"trailing_space", kTrailingSpace},        {"trim_assistant", kTrimAssistant},
   };
   for (const YAML::Node& f : root["chat_families"]) {
     ChatFamily family{keep(f["name"]), f["style"] ? lookup(styles, f["style"], "style") : ChatStyle::kNotRendered};
@@ -213,7 +218,9 @@ const Tables& tables() {
 
 }  // namespace
 
-std::span<const TokenizerModelName> tokenizer_models() { return tables().models; }
+std::span<const TokenizerModelName> tokenizer_models() {
+  return tables().models;
+}
 
 const PreTokenizerName* find_pre_tokenizer(std::string_view name) {
   const auto& table = tables().pre_tokenizers;
@@ -227,7 +234,9 @@ std::vector<std::string_view> pre_tokenizer_names() {
   return names;
 }
 
-std::span<const ChatFamily> chat_families() { return tables().families; }
+std::span<const ChatFamily> chat_families() {
+  return tables().families;
+}
 
 std::string_view detect_chat_family(std::string_view t) {
   for (const ChatFamily& family : tables().families) {
@@ -237,8 +246,9 @@ std::string_view detect_chat_family(std::string_view t) {
     return needle.starts_with('^') ? t.starts_with(needle.substr(1)) : t.find(needle) != std::string_view::npos;
   };
   for (const DetectionRule& rule : tables().rules) {
-    const bool matches = std::all_of(rule.all.begin(), rule.all.end(), has) &&
-                         std::all_of(rule.any.begin(), rule.any.end(), [&](const auto& list) { return std::any_of(list.begin(), list.end(), has); });
+    const bool matches =
+        std::all_of(rule.all.begin(), rule.all.end(), has) &&
+        std::all_of(rule.any.begin(), rule.any.end(), [&](const auto& list) { return std::any_of(list.begin(), list.end(), has); });
     if (matches) return rule.family;
   }
   return "";

@@ -51,7 +51,6 @@ bool is_valid_utf8(std::string_view text);
 // still be completed by more bytes (an incomplete tail is held back; invalid bytes are not).
 size_t complete_prefix(std::string_view text);
 
-
 // GPT-2's byte-level alphabet: every byte maps to one printable codepoint.
 std::string_view byte_to_utf8(unsigned char byte);
 // The byte a codepoint stands for, or -1 when it is not in the alphabet.

@@ -1,13 +1,15 @@
 #include "validate/hparams.hpp"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace archreg::validate {
 namespace {
 
-std::string subject_of(const spec::Hparam& h) { return h.key ? *h.key : h.name; }
+std::string subject_of(const spec::Hparam& h) {
+  return h.key ? *h.key : h.name;
+}
 
 bool is_int_array_element(gguf::ValueType type) {
   return type == gguf::ValueType::kInt32 || type == gguf::ValueType::kUint32;
@@ -25,9 +27,10 @@ Hparams Hparams::bind(const spec::Spec& spec, const gguf::Reader& reader, std::v
     try {
       const int64_t layers = bound.eval(*spec.layers, std::nullopt);
       if (layers < 0 || layers > kMaxLayers) {
-        findings.push_back(Finding{"hparam_value", spec.layers->text(),
-                                   fmt::format("the layer count {} is outside 0..{}; archreg refuses it rather than size anything by it", layers, kMaxLayers),
-                                   fmt::format("0..{}", kMaxLayers), fmt::format("{}", layers)});
+        findings.push_back(Finding{
+            "hparam_value", spec.layers->text(),
+            fmt::format("the layer count {} is outside 0..{}; archreg refuses it rather than size anything by it", layers, kMaxLayers),
+            fmt::format("0..{}", kMaxLayers), fmt::format("{}", layers)});
       } else {
         bound.layers_ = layers;
         bound.memo_.resize(static_cast<size_t>(1 + layers));
@@ -59,14 +62,16 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<Findi
       slot.why_absent = fmt::format("'{}' has no value: the optional key '{}' is absent", h.name, *h.key);
     } else {
       const std::string expected = h.count ? "ARRAY" : std::string(gguf::value_type_name(h.type));
-      findings.push_back(Finding{"missing_hparam", *h.key, fmt::format("required by {} (hyperparameter '{}')", spec_->arch, h.name), expected, "absent"});
+      findings.push_back(
+          Finding{"missing_hparam", *h.key, fmt::format("required by {} (hyperparameter '{}')", spec_->arch, h.name), expected, "absent"});
       slot.why_absent = fmt::format("'{}' has no value: key '{}' is missing", h.name, *h.key);
     }
     return;
   }
   const gguf::Value value = reader.value(*kv);
   auto wrong_type = [&](std::string expected) {
-    findings.push_back(Finding{"hparam_type", *h.key, fmt::format("hyperparameter '{}' is stored with the wrong type", h.name), std::move(expected),
+    findings.push_back(Finding{"hparam_type", *h.key, fmt::format("hyperparameter '{}' is stored with the wrong type", h.name),
+                               std::move(expected),
                                value.is_array() ? fmt::format("ARRAY of {}", gguf::value_type_name(value.element_type()))
                                                 : std::string(gguf::value_type_name(kv->type))});
     slot.why_absent = fmt::format("'{}' has no usable value: key '{}' has the wrong type", h.name, *h.key);
@@ -79,9 +84,11 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<Findi
       return;
     }
     if (h.per_layer && value.is_array()) {
-      if (!is_int_array_element(value.element_type())) return wrong_type(fmt::format("{} or ARRAY of INT32/UINT32", gguf::value_type_name(h.type)));
+      if (!is_int_array_element(value.element_type()))
+        return wrong_type(fmt::format("{} or ARRAY of INT32/UINT32", gguf::value_type_name(h.type)));
       if (value.size() > static_cast<uint64_t>(kMaxLayers)) {
-        findings.push_back(Finding{"hparam_value", *h.key, fmt::format("more per-layer values than archreg's limit of {} layers", kMaxLayers),
+        findings.push_back(Finding{"hparam_value", *h.key,
+                                   fmt::format("more per-layer values than archreg's limit of {} layers", kMaxLayers),
                                    fmt::format("at most {}", kMaxLayers), fmt::format("{}", value.size())});
         slot.why_absent = fmt::format("'{}' has too many per-layer values", h.name);
         return;
@@ -205,9 +212,10 @@ void Hparams::check_ranges(std::vector<Finding>& findings) const {
     if (h.required_when && !key_present_[i]) {
       in_every_context([&](std::optional<int64_t> layer) {
         if (!layer && eval(*h.required_when, layer) != 0) {
-          findings.push_back(Finding{"missing_hparam", *h.key,
-                                     fmt::format("required by {} where {} (hyperparameter '{}')", spec_->arch, h.required_when->text(), h.name),
-                                     std::string(gguf::value_type_name(h.type)), "absent"});
+          findings.push_back(
+              Finding{"missing_hparam", *h.key,
+                      fmt::format("required by {} where {} (hyperparameter '{}')", spec_->arch, h.required_when->text(), h.name),
+                      std::string(gguf::value_type_name(h.type)), "absent"});
         }
       });
     }
@@ -222,14 +230,16 @@ void Hparams::check_ranges(std::vector<Finding>& findings) const {
       if (h.min) {
         const int64_t low = eval(*h.min, layer);
         if (v < low) {
-          findings.push_back(Finding{"hparam_value", subject_of(h), fmt::format("'{}'{} is below its minimum {}", h.name, where, h.min->text()),
-                                     fmt::format(">= {}", low), fmt::format("{}", v)});
+          findings.push_back(Finding{"hparam_value", subject_of(h),
+                                     fmt::format("'{}'{} is below its minimum {}", h.name, where, h.min->text()), fmt::format(">= {}", low),
+                                     fmt::format("{}", v)});
         }
       }
       if (h.max) {
         const int64_t high = eval(*h.max, layer);
         if (v > high) {
-          findings.push_back(Finding{"hparam_value", subject_of(h), fmt::format("'{}'{} is above its maximum {}", h.name, where, h.max->text()),
+          findings.push_back(Finding{"hparam_value", subject_of(h),
+                                     fmt::format("'{}'{} is above its maximum {}", h.name, where, h.max->text()),
                                      fmt::format("<= {}", high), fmt::format("{}", v)});
         }
       }

@@ -1,14 +1,14 @@
 #include "validate/validate.hpp"
-#include "validate/refusal.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <charconv>
 
-#include <fmt/format.h>
-
 #include "fusion/fusion.hpp"
 #include "registry/registry.hpp"
 #include "validate/hparams.hpp"
+#include "validate/refusal.hpp"
 
 namespace archreg::validate {
 
@@ -22,8 +22,12 @@ std::string GroupReport::state() const {
 
 namespace {
 
-std::string shape_text(std::span<const int64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
-std::string shape_text(std::span<const uint64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_text(std::span<const int64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+std::string shape_text(std::span<const uint64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 std::string types_text(const std::vector<int32_t>& types) {
   std::vector<std::string> names;
@@ -88,11 +92,11 @@ class Validator {
       report_.findings.resize(kMaxFindings);
     }
     if (dropped_ > 0 || !stopped_.empty()) {
-      report_.findings.push_back({"too_many_findings", spec_.arch,
-                                  fmt::format("{} findings listed{}{}; the file is far from its spec (a wrong layer count?)", kMaxFindings,
-                                              dropped_ > 0 ? fmt::format(", {} more not listed", dropped_) : "",
-                                              stopped_.empty() ? "" : ", " + stopped_),
-                                  std::nullopt, std::nullopt});
+      report_.findings.push_back(
+          {"too_many_findings", spec_.arch,
+           fmt::format("{} findings listed{}{}; the file is far from its spec (a wrong layer count?)", kMaxFindings,
+                       dropped_ > 0 ? fmt::format(", {} more not listed", dropped_) : "", stopped_.empty() ? "" : ", " + stopped_),
+           std::nullopt, std::nullopt});
     }
     report_.hparams = hparams_->global_values();
     return std::move(report_);
@@ -149,9 +153,10 @@ class Validator {
     }
     if (!expected.empty()) {
       if (std::any_of(expected.begin(), expected.end(), [](int64_t e) { return e <= 0; })) {
-        add("hparam_value", name, "the hyperparameters give this tensor a shape with an extent below 1", "extents >= 1", shape_text(expected));
-      } else if (expected.size() != t.n_dims ||
-                 !std::equal(expected.begin(), expected.end(), t.ne.begin(), [](int64_t e, uint64_t f) { return static_cast<uint64_t>(e) == f; })) {
+        add("hparam_value", name, "the hyperparameters give this tensor a shape with an extent below 1", "extents >= 1",
+            shape_text(expected));
+      } else if (expected.size() != t.n_dims || !std::equal(expected.begin(), expected.end(), t.ne.begin(),
+                                                            [](int64_t e, uint64_t f) { return static_cast<uint64_t>(e) == f; })) {
         add("wrong_shape", name, "shape differs from the spec", shape_text(expected), shape_text(t.shape()));
       }
     }
@@ -193,7 +198,8 @@ class Validator {
     if (!present_here) return;  // unevaluable condition: reported through its hyperparameter
     if (!*present_here) {
       if (t != nullptr) {
-        add("unexpected_tensor", name, fmt::format("present, but {} has it only where {}", spec_.arch, decl.when->text()), "absent", "present");
+        add("unexpected_tensor", name, fmt::format("present, but {} has it only where {}", spec_.arch, decl.when->text()), "absent",
+            "present");
       }
       return;
     }
@@ -212,7 +218,8 @@ class Validator {
     const gguf::TensorInfo* fused = find(fused_name);
     if (!present_here || !*present_here) {
       if (fused != nullptr && present_here) {
-        add("unexpected_tensor", fused_name, fmt::format("present, but {} has its parts only where {}", spec_.arch, form.when->text()), "absent", "present");
+        add("unexpected_tensor", fused_name, fmt::format("present, but {} has its parts only where {}", spec_.arch, form.when->text()),
+            "absent", "present");
       }
       return;
     }
@@ -232,12 +239,13 @@ class Validator {
     }
     if (parts_present) {
       group.both.push_back(where);
-      add("fused_and_unfused", fused_name, fmt::format("both the fused tensor and its parts are present ({})", fmt::join(present_parts, ", ")),
-          "one form", "both");
+      add("fused_and_unfused", fused_name,
+          fmt::format("both the fused tensor and its parts are present ({})", fmt::join(present_parts, ", ")), "one form", "both");
       // Check what is there; parts missing beside a fused tensor are not missing.
       for (size_t part : weight.parts) {
         handled[part] = true;
-        if (const gguf::TensorInfo* t = find(spec_.tensors[part].gguf_name(where))) check_tensor(*t, spec_.tensors[part].shape, spec_.tensors[part].types, layer);
+        if (const gguf::TensorInfo* t = find(spec_.tensors[part].gguf_name(where)))
+          check_tensor(*t, spec_.tensors[part].shape, spec_.tensors[part].types, layer);
       }
       check_tensor(*fused, weight.shape, weight.types, layer);
       return;
@@ -254,7 +262,8 @@ class Validator {
       // A fused bias may be absent only where the parts' biases may be.
       for (size_t part : tensor.parts) {
         if (reader_.find_tensor(spec_.tensors[part].gguf_name(where)) != nullptr) {
-          add("fused_and_unfused", name, fmt::format("'{}' is fused but its part '{}' is stored unfused", fused_name, spec_.tensors[part].gguf_name(where)),
+          add("fused_and_unfused", name,
+              fmt::format("'{}' is fused but its part '{}' is stored unfused", fused_name, spec_.tensors[part].gguf_name(where)),
               "one form", "both");
           check_tensor(*find(spec_.tensors[part].gguf_name(where)), spec_.tensors[part].shape, spec_.tensors[part].types, layer);
         }
@@ -309,7 +318,8 @@ class Validator {
         if (!s.applicable.empty()) options.push_back(names(s.applicable));
       }
       if (options.empty()) return;
-      add("missing_tensor", names(states[0].applicable), fmt::format("{} needs one of: {}", spec_.arch, fmt::join(options, " | ")), "one form", "none");
+      add("missing_tensor", names(states[0].applicable), fmt::format("{} needs one of: {}", spec_.arch, fmt::join(options, " | ")),
+          "one form", "none");
       return;
     }
     if (complete.size() > 1 || started.size() > 1) {
@@ -319,14 +329,15 @@ class Validator {
         if (o == keep) continue;
         for (const spec::TensorDecl* extra : states[o].present) {
           add("unexpected_tensor", extra->gguf_name(where),
-              fmt::format("alternative '{}' allows one form, and {} is present", alt.name, names(states[keep].present)), "absent", "present");
+              fmt::format("alternative '{}' allows one form, and {} is present", alt.name, names(states[keep].present)), "absent",
+              "present");
         }
       }
       return;
     }
     for (const spec::TensorDecl* missing : states[started.front()].missing) {
-      add("missing_tensor", missing->gguf_name(where), fmt::format("required with {} (alternative '{}')", names(states[started.front()].present), alt.name),
-          "present", "absent");
+      add("missing_tensor", missing->gguf_name(where),
+          fmt::format("required with {} (alternative '{}')", names(states[started.front()].present), alt.name), "present", "absent");
     }
   }
 
@@ -347,8 +358,9 @@ class Validator {
     for (size_t g = 0; g < spec_.fusable.size(); ++g) {
       const GroupReport& group = report_.groups[g];
       if (group.fused.empty() || group.unfused.empty() || spec_.fusable[g].partial_allowed) continue;
-      add("partial_fusion", group.name, fmt::format("fused in layers {} but not in layers {}; {} does not allow mixing", fmt::join(group.fused, ","),
-                                                    fmt::join(group.unfused, ","), spec_.arch),
+      add("partial_fusion", group.name,
+          fmt::format("fused in layers {} but not in layers {}; {} does not allow mixing", fmt::join(group.fused, ","),
+                      fmt::join(group.unfused, ","), spec_.arch),
           "all layers fused or none", "mixed");
     }
   }
@@ -357,8 +369,8 @@ class Validator {
     for (const GroupReport& group : report_.groups) {
       if ((group.fused.empty() && group.both.empty()) || plugin_->runs_fused(group.name)) continue;
       add("unsupported_fusion", group.name,
-          fmt::format("the {} plugin ({}) runs '{}' only unfused; convert the file with `archreg unfuse`", plugin_->name(), plugin_->file().string(),
-                      group.name),
+          fmt::format("the {} plugin ({}) runs '{}' only unfused; convert the file with `archreg unfuse`", plugin_->name(),
+                      plugin_->file().string(), group.name),
           "unfused", "fused");
     }
   }

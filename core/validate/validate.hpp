@@ -21,9 +21,9 @@ namespace archreg::validate {
 struct GroupReport {
   std::string name;
   bool per_layer = true;
-  std::vector<int64_t> fused;      // layers (or {0} for a global group) holding the fused form
-  std::vector<int64_t> unfused;    // layers holding the parts
-  std::vector<int64_t> both;       // layers holding both forms
+  std::vector<int64_t> fused;    // layers (or {0} for a global group) holding the fused form
+  std::vector<int64_t> unfused;  // layers holding the parts
+  std::vector<int64_t> both;     // layers holding both forms
   // "fused", "unfused", "mixed" (some layers each way), "both" (some layer has both), "absent".
   std::string state() const;
 };

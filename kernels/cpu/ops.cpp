@@ -72,7 +72,8 @@ namespace {
 
 // YaRN: the dimensions below which positions are extrapolated and above which interpolated.
 float yarn_corr_dim(int32_t n_dims, int32_t n_ctx_orig, float n_rot, float base) {
-  return static_cast<float>(n_dims) * std::log(static_cast<float>(n_ctx_orig) / (n_rot * 2.0f * static_cast<float>(M_PI))) / (2.0f * std::log(base));
+  return static_cast<float>(n_dims) * std::log(static_cast<float>(n_ctx_orig) / (n_rot * 2.0f * static_cast<float>(M_PI))) /
+         (2.0f * std::log(base));
 }
 
 float yarn_ramp(float low, float high, int64_t i0) {

@@ -12,8 +12,12 @@ void rms_norm_row(const float* x, float* y, int64_t n, float eps);
 // y = (x - mean) / sqrt(var + eps)
 void layer_norm_row(const float* x, float* y, int64_t n, float eps);
 
-inline float silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
-inline float sigmoid(float x) { return 1.0f / (1.0f + __builtin_expf(-x)); }
+inline float silu(float x) {
+  return x / (1.0f + __builtin_expf(-x));
+}
+inline float sigmoid(float x) {
+  return 1.0f / (1.0f + __builtin_expf(-x));
+}
 // GELU, tanh approximation, through f16 as ggml's CPU backend computes it (see ops.cpp).
 float gelu(float x);
 // gpt-oss's clamped SwiGLU of one gate/up pair.

@@ -35,7 +35,9 @@ using namespace detail;
 // ---------------------------------------------------------------------------------------------
 // Conversions
 
-float fp16_to_fp32(uint16_t h) { return half_to_float(h); }
+float fp16_to_fp32(uint16_t h) {
+  return half_to_float(h);
+}
 
 // Round to nearest, ties to even (what ggml_compute_fp32_to_fp16 and F16C's vcvtps2ph do);
 // NaN becomes the quiet NaN 0x7E00 with the sign kept, as in ggml's software conversion.
@@ -45,7 +47,7 @@ uint16_t fp32_to_fp16(float f) {
   const uint32_t x = bits & 0x7FFFFFFFu;
   if (x > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);
   if (x >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // >= 65520: inf
-  if (x >= 0x38800000u) {                                               // normal half
+  if (x >= 0x38800000u) {                                              // normal half
     const uint32_t rounded = x + 0xFFFu + ((x >> 13) & 1u);
     return static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
   }
@@ -61,7 +63,9 @@ uint16_t fp32_to_fp16(float f) {
   return static_cast<uint16_t>(sign | r);
 }
 
-float bf16_to_fp32(uint16_t h) { return f32_from_bits(static_cast<uint32_t>(h) << 16); }
+float bf16_to_fp32(uint16_t h) {
+  return f32_from_bits(static_cast<uint32_t>(h) << 16);
+}
 
 // ggml_compute_fp32_to_bf16: NaN keeps its top bits and is forced quiet; otherwise round to
 // nearest even.
@@ -76,19 +80,42 @@ uint16_t fp32_to_bf16(float f) {
 
 bool supported(int32_t type) {
   switch (type) {
-    case kF32: case kF16: case kBF16: case kQ4_0: case kQ4_1: case kQ5_0: case kQ5_1: case kQ8_0:
-    case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: case kMXFP4:
-      return true;
-    default:
-      return false;
+    case kF32:
+    case kF16:
+    case kBF16:
+    case kQ4_0:
+    case kQ4_1:
+    case kQ5_0:
+    case kQ5_1:
+    case kQ8_0:
+    case kQ2_K:
+    case kQ3_K:
+    case kQ4_K:
+    case kQ5_K:
+    case kQ6_K:
+    case kMXFP4: return true;
+    default: return false;
   }
 }
 
 int64_t block_size(int32_t type) {
   switch (type) {
-    case kF32: case kF16: case kBF16: return 1;
-    case kQ4_0: case kQ4_1: case kQ5_0: case kQ5_1: case kQ8_0: case kQ8_1: case kMXFP4: return kQK;
-    case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: case kQ8_K: return kQK_K;
+    case kF32:
+    case kF16:
+    case kBF16: return 1;
+    case kQ4_0:
+    case kQ4_1:
+    case kQ5_0:
+    case kQ5_1:
+    case kQ8_0:
+    case kQ8_1:
+    case kMXFP4: return kQK;
+    case kQ2_K:
+    case kQ3_K:
+    case kQ4_K:
+    case kQ5_K:
+    case kQ6_K:
+    case kQ8_K: return kQK_K;
     default: return 0;
   }
 }
@@ -96,7 +123,8 @@ int64_t block_size(int32_t type) {
 size_t type_size(int32_t type) {
   switch (type) {
     case kF32: return 4;
-    case kF16: case kBF16: return 2;
+    case kF16:
+    case kBF16: return 2;
     case kQ4_0: return sizeof(BlockQ4_0);
     case kQ4_1: return sizeof(BlockQ4_1);
     case kQ5_0: return sizeof(BlockQ5_0);
@@ -126,9 +154,17 @@ int32_t vec_dot_type(int32_t type) {
     case kF32: return kF32;
     case kF16: return kF16;
     case kBF16: return kBF16;
-    case kQ4_0: case kQ5_0: case kQ8_0: case kMXFP4: return kQ8_0;
-    case kQ4_1: case kQ5_1: return kQ8_1;
-    case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: return kQ8_K;
+    case kQ4_0:
+    case kQ5_0:
+    case kQ8_0:
+    case kMXFP4: return kQ8_0;
+    case kQ4_1:
+    case kQ5_1: return kQ8_1;
+    case kQ2_K:
+    case kQ3_K:
+    case kQ4_K:
+    case kQ5_K:
+    case kQ6_K: return kQ8_K;
     default: return -1;
   }
 }
@@ -138,7 +174,9 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Dequantization (ggml-quants.c dequantize_row_*)
 
-void dq_f32(const void* src, float* y, int64_t n) { std::memcpy(y, src, static_cast<size_t>(n) * 4); }
+void dq_f32(const void* src, float* y, int64_t n) {
+  std::memcpy(y, src, static_cast<size_t>(n) * 4);
+}
 
 void dq_f16(const void* src, float* y, int64_t n) {
   const auto* p = static_cast<const uint8_t*>(src);
@@ -368,7 +406,9 @@ void dq_q8_k(const void* src, float* y, int64_t n) {
 // ---------------------------------------------------------------------------------------------
 // Activation quantization (ggml-quants.c quantize_row_q8_*_ref)
 
-void q_f32(const float* x, void* dst, int64_t n) { std::memcpy(dst, x, static_cast<size_t>(n) * 4); }
+void q_f32(const float* x, void* dst, int64_t n) {
+  std::memcpy(dst, x, static_cast<size_t>(n) * 4);
+}
 
 void q_f16(const float* x, void* dst, int64_t n) {
   auto* p = static_cast<uint8_t*>(dst);
@@ -500,8 +540,7 @@ float dot_q4_1(int64_t n, const void* w, const void* a) {
       sumi0 += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
       sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + kQK / 2];
     }
-    sumf += (half_at(x[ib].d) * half_at(y[ib].d)) * static_cast<float>(sumi0 + sumi1) +
-            half_at(x[ib].m) * half_at(y[ib].s);
+    sumf += (half_at(x[ib].d) * half_at(y[ib].d)) * static_cast<float>(sumi0 + sumi1) + half_at(x[ib].m) * half_at(y[ib].s);
   }
   return sumf;
 }
@@ -543,8 +582,7 @@ float dot_q5_1(int64_t n, const void* w, const void* a) {
       sumi0 += x0 * y[ib].qs[j];
       sumi1 += x1 * y[ib].qs[j + kQK / 2];
     }
-    sumf += (half_at(x[ib].d) * half_at(y[ib].d)) * static_cast<float>(sumi0 + sumi1) +
-            half_at(x[ib].m) * half_at(y[ib].s);
+    sumf += (half_at(x[ib].d) * half_at(y[ib].d)) * static_cast<float>(sumi0 + sumi1) + half_at(x[ib].m) * half_at(y[ib].s);
   }
   return sumf;
 }
@@ -816,8 +854,8 @@ const Tables& tables() {
 }
 
 [[noreturn]] void bad_call(const char* what, int32_t type, int64_t n) {
-  throw std::invalid_argument(std::string("archreg::kernels::cpu::") + what + ": type " +
-                              std::to_string(type) + " with " + std::to_string(n) +
+  throw std::invalid_argument(std::string("archreg::kernels::cpu::") + what + ": type " + std::to_string(type) + " with " +
+                              std::to_string(n) +
                               " elements is not supported (unknown type or n not a multiple of "
                               "its block size)");
 }
@@ -852,6 +890,8 @@ float vec_dot(int32_t type, int64_t n, const void* weight_row, const void* activ
   return pick(tables().best.dot, type, n, "vec_dot")(n, weight_row, activation_row);
 }
 
-const char* isa() { return tables().avx2 ? "avx2" : "scalar"; }
+const char* isa() {
+  return tables().avx2 ? "avx2" : "scalar";
+}
 
 }  // namespace archreg::kernels::cpu

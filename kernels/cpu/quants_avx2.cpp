@@ -16,9 +16,15 @@
 namespace archreg::kernels::cpu::detail {
 namespace {
 
-inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline float h2f(const uint8_t* p) { return _cvtsh_ss(load_u16(p)); }
+inline __m128i load128(const void* p) {
+  return _mm_loadu_si128(static_cast<const __m128i*>(p));
+}
+inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+inline float h2f(const uint8_t* p) {
+  return _cvtsh_ss(load_u16(p));
+}
 
 inline float hsum8(__m256 x) {
   __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
@@ -50,8 +56,7 @@ inline __m256i nibbles32(const uint8_t* p) {
 inline __m256i bits_to_bytes(const uint8_t* p) {
   uint32_t x32;
   std::memcpy(&x32, p, 4);
-  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
-                                         0x0101010101010101, 0x0000000000000000);
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000);
   __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x32)), shuf);
   bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7FBFDFEFF7FBFDFE));
   return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
@@ -202,7 +207,7 @@ float dot_mxfp4(int64_t n, const void* w, const void* a) {
   return two_acc(n / kQK, [&](int64_t ib, __m256 acc) {
     const __m128i bits = load128(x[ib].qs);
     const __m256i qx = _mm256_set_m128i(_mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(bits, 4), m4)),
-                                         _mm_shuffle_epi8(values, _mm_and_si128(bits, m4)));
+                                        _mm_shuffle_epi8(values, _mm_and_si128(bits, m4)));
     const __m256 d = _mm256_set1_ps(h2f(y[ib].d) * e8m0_to_float_half(x[ib].e));
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, load256(y[ib].qs))), acc);
   });
@@ -276,11 +281,10 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
 
     uint32_t aux[3];
     std::memcpy(aux, x[i].scales, 12);
-    __m128i scales128 = _mm_set_epi32(
-        static_cast<int>(((aux[1] >> 4) & kmask2) | (((aux[2] >> 6) & kmask1) << 4)),
-        static_cast<int>(((aux[0] >> 4) & kmask2) | (((aux[2] >> 4) & kmask1) << 4)),
-        static_cast<int>((aux[1] & kmask2) | (((aux[2] >> 2) & kmask1) << 4)),
-        static_cast<int>((aux[0] & kmask2) | (((aux[2] >> 0) & kmask1) << 4)));
+    __m128i scales128 = _mm_set_epi32(static_cast<int>(((aux[1] >> 4) & kmask2) | (((aux[2] >> 6) & kmask1) << 4)),
+                                      static_cast<int>(((aux[0] >> 4) & kmask2) | (((aux[2] >> 4) & kmask1) << 4)),
+                                      static_cast<int>((aux[1] & kmask2) | (((aux[2] >> 2) & kmask1) << 4)),
+                                      static_cast<int>((aux[0] & kmask2) | (((aux[2] >> 0) & kmask1) << 4)));
     scales128 = _mm_sub_epi8(scales128, m32);
     const __m256i all_scales = _mm256_cvtepi8_epi16(scales128);
     const __m128i l_scales = _mm256_extracti128_si256(all_scales, 0);
@@ -331,8 +335,7 @@ float dot_q45_k(int64_t n, const void* w, const void* a) {
     utmp[0] &= kmask1;
     // bytes 0..7: the 8 scales, bytes 8..15: the 8 mins
     const __m256i mins_and_scales = _mm256_cvtepu8_epi16(
-        _mm_set_epi32(static_cast<int>(utmp[3]), static_cast<int>(utmp[2]), static_cast<int>(utmp[1]),
-                      static_cast<int>(utmp[0])));
+        _mm_set_epi32(static_cast<int>(utmp[3]), static_cast<int>(utmp[2]), static_cast<int>(utmp[1]), static_cast<int>(utmp[0])));
 
     const __m256i q8sums = load256(y[i].bsums);
     const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
@@ -388,8 +391,7 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
       const __m256i bitsh = load256(qh);
       const __m256i q[4] = {
           _mm256_or_si256(_mm256_and_si256(bits1, m4), _mm256_slli_epi16(_mm256_and_si256(bitsh, m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(bits2, m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bitsh, 2), m3), 4)),
+          _mm256_or_si256(_mm256_and_si256(bits2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bitsh, 2), m3), 4)),
           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits1, 4), m4),
                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bitsh, 4), m3), 4)),
           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits2, 4), m4),
@@ -456,8 +458,7 @@ void quantize_f16(const float* x, void* dst, int64_t n) {
   auto* out = static_cast<uint8_t*>(dst);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
   }
   for (; i < n; ++i) store_u16(out + 2 * i, fp32_to_fp16(x[i]));
 }

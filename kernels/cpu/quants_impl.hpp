@@ -16,38 +16,117 @@ constexpr int kQK_K = 256;  // QK_K, the K-quant super-block
 // a byte array, so each struct has alignment 1: a row may start at any address (a GGUF tensor
 // of 17- or 22-byte blocks puts rows at odd offsets) and is read without unaligned-access UB.
 // Multi-byte fields are little-endian (as in ggml) and read with memcpy.
-struct BlockQ4_0 { uint8_t d[2]; uint8_t qs[kQK / 2]; };
-struct BlockQ4_1 { uint8_t d[2]; uint8_t m[2]; uint8_t qs[kQK / 2]; };
-struct BlockQ5_0 { uint8_t d[2]; uint8_t qh[4]; uint8_t qs[kQK / 2]; };
-struct BlockQ5_1 { uint8_t d[2]; uint8_t m[2]; uint8_t qh[4]; uint8_t qs[kQK / 2]; };
-struct BlockQ8_0 { uint8_t d[2]; int8_t qs[kQK]; };
-struct BlockQ8_1 { uint8_t d[2]; uint8_t s[2]; int8_t qs[kQK]; };  // s = d * sum(qs)
-struct BlockMXFP4 { uint8_t e; uint8_t qs[kQK / 2]; };              // e: E8M0 exponent
-struct BlockQ2_K { uint8_t scales[kQK_K / 16]; uint8_t qs[kQK_K / 4]; uint8_t d[2]; uint8_t dmin[2]; };
-struct BlockQ3_K { uint8_t hmask[kQK_K / 8]; uint8_t qs[kQK_K / 4]; uint8_t scales[12]; uint8_t d[2]; };
-struct BlockQ4_K { uint8_t d[2]; uint8_t dmin[2]; uint8_t scales[12]; uint8_t qs[kQK_K / 2]; };
-struct BlockQ5_K {
-  uint8_t d[2]; uint8_t dmin[2]; uint8_t scales[12]; uint8_t qh[kQK_K / 8]; uint8_t qs[kQK_K / 2];
+struct BlockQ4_0 {
+  uint8_t d[2];
+  uint8_t qs[kQK / 2];
 };
-struct BlockQ6_K { uint8_t ql[kQK_K / 2]; uint8_t qh[kQK_K / 4]; int8_t scales[kQK_K / 16]; uint8_t d[2]; };
+struct BlockQ4_1 {
+  uint8_t d[2];
+  uint8_t m[2];
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ5_0 {
+  uint8_t d[2];
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ5_1 {
+  uint8_t d[2];
+  uint8_t m[2];
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ8_0 {
+  uint8_t d[2];
+  int8_t qs[kQK];
+};
+struct BlockQ8_1 {
+  uint8_t d[2];
+  uint8_t s[2];
+  int8_t qs[kQK];
+};  // s = d * sum(qs)
+struct BlockMXFP4 {
+  uint8_t e;
+  uint8_t qs[kQK / 2];
+};  // e: E8M0 exponent
+struct BlockQ2_K {
+  uint8_t scales[kQK_K / 16];
+  uint8_t qs[kQK_K / 4];
+  uint8_t d[2];
+  uint8_t dmin[2];
+};
+struct BlockQ3_K {
+  uint8_t hmask[kQK_K / 8];
+  uint8_t qs[kQK_K / 4];
+  uint8_t scales[12];
+  uint8_t d[2];
+};
+struct BlockQ4_K {
+  uint8_t d[2];
+  uint8_t dmin[2];
+  uint8_t scales[12];
+  uint8_t qs[kQK_K / 2];
+};
+struct BlockQ5_K {
+  uint8_t d[2];
+  uint8_t dmin[2];
+  uint8_t scales[12];
+  uint8_t qh[kQK_K / 8];
+  uint8_t qs[kQK_K / 2];
+};
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];
+  uint8_t qh[kQK_K / 4];
+  int8_t scales[kQK_K / 16];
+  uint8_t d[2];
+};
 // float d; int8 qs[256]; int16 bsums[16] (sum of each 16 quants).
-struct BlockQ8_K { uint8_t d[4]; int8_t qs[kQK_K]; uint8_t bsums[2 * kQK_K / 16]; };
+struct BlockQ8_K {
+  uint8_t d[4];
+  int8_t qs[kQK_K];
+  uint8_t bsums[2 * kQK_K / 16];
+};
 
-static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
-              sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_1) == 36 &&
-              sizeof(BlockMXFP4) == 17);
-static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
-              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
+static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
+              sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_1) == 36 && sizeof(BlockMXFP4) == 17);
+static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
+              sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 
-inline uint16_t load_u16(const uint8_t* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
-inline int16_t load_i16(const uint8_t* p) { int16_t v; std::memcpy(&v, p, 2); return v; }
-inline float load_f32(const uint8_t* p) { float v; std::memcpy(&v, p, 4); return v; }
-inline void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
-inline void store_i16(uint8_t* p, int16_t v) { std::memcpy(p, &v, 2); }
-inline void store_f32(uint8_t* p, float v) { std::memcpy(p, &v, 4); }
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline int16_t load_i16(const uint8_t* p) {
+  int16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline float load_f32(const uint8_t* p) {
+  float v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline void store_u16(uint8_t* p, uint16_t v) {
+  std::memcpy(p, &v, 2);
+}
+inline void store_i16(uint8_t* p, int16_t v) {
+  std::memcpy(p, &v, 2);
+}
+inline void store_f32(uint8_t* p, float v) {
+  std::memcpy(p, &v, 4);
+}
 
-inline uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float f32_from_bits(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float f32_from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 // IEEE binary16 -> binary32, exact (every half is a float).
 inline float half_to_float(uint16_t h) {
@@ -61,7 +140,9 @@ inline float half_to_float(uint16_t h) {
   }
   return f32_from_bits(sign | ((exp + 112u) << 23) | (man << 13));
 }
-inline float half_at(const uint8_t* p) { return half_to_float(load_u16(p)); }
+inline float half_at(const uint8_t* p) {
+  return half_to_float(load_u16(p));
+}
 
 // ggml_e8m0_to_fp32_half (ggml-impl.h): 2^(e-128), i.e. half the E8M0 scale 2^(e-127), because
 // kvalues_mxfp4 holds the E2M1 values doubled. e = 0 and 1 are the subnormals 2^-128 and 2^-127;

@@ -4,12 +4,12 @@
 // stays in L2 and the figure is the kernel's compute rate, not DRAM bandwidth.
 //
 //   bench_kernels [--benchmark_filter=Q4_K]
+#include <benchmark/benchmark.h>
+
 #include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "cpu/quants.hpp"
 
@@ -38,13 +38,27 @@ std::vector<uint8_t> random_weights(int32_t type, std::mt19937_64& rng) {
   // Random bytes except the fp16 scale fields (and MXFP4's exponent), set to finite values.
   const size_t ts = kc::type_size(type);
   const uint16_t scale = kc::fp32_to_fp16(0.01f);
-  auto put = [&](uint8_t* p) { p[0] = static_cast<uint8_t>(scale); p[1] = static_cast<uint8_t>(scale >> 8); };
+  auto put = [&](uint8_t* p) {
+    p[0] = static_cast<uint8_t>(scale);
+    p[1] = static_cast<uint8_t>(scale >> 8);
+  };
   for (size_t off = 0; off < w.size(); off += ts) {
     uint8_t* b = w.data() + off;
     switch (type) {
-      case kc::kQ4_0: case kc::kQ5_0: case kc::kQ8_0: put(b); break;
-      case kc::kQ4_1: case kc::kQ5_1: case kc::kQ4_K: case kc::kQ5_K: put(b); put(b + 2); break;
-      case kc::kQ2_K: put(b + 80); put(b + 82); break;
+      case kc::kQ4_0:
+      case kc::kQ5_0:
+      case kc::kQ8_0: put(b); break;
+      case kc::kQ4_1:
+      case kc::kQ5_1:
+      case kc::kQ4_K:
+      case kc::kQ5_K:
+        put(b);
+        put(b + 2);
+        break;
+      case kc::kQ2_K:
+        put(b + 80);
+        put(b + 82);
+        break;
       case kc::kQ3_K: put(b + 108); break;
       case kc::kQ6_K: put(b + 208); break;
       case kc::kMXFP4: b[0] = 120; break;
@@ -88,12 +102,13 @@ void BM_QuantizeActivation(benchmark::State& state, int32_t type) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kCols * 4);
 }
 
-struct Named { const char* name; int32_t type; };
-constexpr Named kTypes[] = {{"F32", kc::kF32},   {"F16", kc::kF16},   {"BF16", kc::kBF16},
-                            {"Q4_0", kc::kQ4_0}, {"Q4_1", kc::kQ4_1}, {"Q5_0", kc::kQ5_0},
-                            {"Q5_1", kc::kQ5_1}, {"Q8_0", kc::kQ8_0}, {"MXFP4", kc::kMXFP4},
-                            {"Q2_K", kc::kQ2_K}, {"Q3_K", kc::kQ3_K}, {"Q4_K", kc::kQ4_K},
-                            {"Q5_K", kc::kQ5_K}, {"Q6_K", kc::kQ6_K}};
+struct Named {
+  const char* name;
+  int32_t type;
+};
+constexpr Named kTypes[] = {{"F32", kc::kF32},   {"F16", kc::kF16},   {"BF16", kc::kBF16}, {"Q4_0", kc::kQ4_0},   {"Q4_1", kc::kQ4_1},
+                            {"Q5_0", kc::kQ5_0}, {"Q5_1", kc::kQ5_1}, {"Q8_0", kc::kQ8_0}, {"MXFP4", kc::kMXFP4}, {"Q2_K", kc::kQ2_K},
+                            {"Q3_K", kc::kQ3_K}, {"Q4_K", kc::kQ4_K}, {"Q5_K", kc::kQ5_K}, {"Q6_K", kc::kQ6_K}};
 
 const int registered = [] {
   for (const Named& t : kTypes) {

@@ -7,10 +7,9 @@
 #include <chrono>
 #include <cstdint>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "gguf/error.hpp"
 #include "gguf/reader.hpp"

@@ -28,8 +28,7 @@ volatile uint8_t g_sink = 0;
 
 void touch(std::span<const std::byte> bytes) {
   if (bytes.empty()) return;
-  g_sink = static_cast<uint8_t>(g_sink ^ std::to_integer<uint8_t>(bytes.front()) ^
-                                std::to_integer<uint8_t>(bytes.back()));
+  g_sink = static_cast<uint8_t>(g_sink ^ std::to_integer<uint8_t>(bytes.front()) ^ std::to_integer<uint8_t>(bytes.back()));
 }
 
 // An accepted file broke a promise the reader makes: abort so libFuzzer saves the input.
@@ -43,11 +42,8 @@ void walk_value(const Value& value) {
   touch(value.bytes());
   static_cast<void>(value.path());
   switch (value.type()) {
-    case ValueType::kString:
-      g_sink = static_cast<uint8_t>(g_sink ^ value.as_string().size());
-      return;
-    case ValueType::kArray:
-      break;
+    case ValueType::kString: g_sink = static_cast<uint8_t>(g_sink ^ value.as_string().size()); return;
+    case ValueType::kArray: break;
     default:
       static_cast<void>(value.as_number());
       try {
@@ -89,8 +85,7 @@ void walk(const Reader& reader) {
 
   for (const KeyValue& kv : reader.metadata()) {
     require(!kv.key.empty(), "keys are not empty");
-    require(kv.offset < kv.value_offset && kv.value_offset <= kv.end && kv.end <= file_size,
-            "metadata entries lie inside the file");
+    require(kv.offset < kv.value_offset && kv.value_offset <= kv.end && kv.end <= file_size, "metadata entries lie inside the file");
     require(reader.find_key(kv.key) == &kv, "keys are unique and indexed");
     touch(reader.raw_entry(kv));
     const Value value = reader.value(kv);
@@ -99,8 +94,7 @@ void walk(const Reader& reader) {
   }
 
   for (const TensorInfo& tensor : reader.tensors()) {
-    require(!tensor.name.empty() && tensor.name.size() <= archreg::gguf::kMaxTensorNameLength,
-            "tensor names are 1 to 63 bytes");
+    require(!tensor.name.empty() && tensor.name.size() <= archreg::gguf::kMaxTensorNameLength, "tensor names are 1 to 63 bytes");
     require(reader.find_tensor(tensor.name) == &tensor, "tensor names are unique and indexed");
     const archreg::gguf::TypeTraits* traits = archreg::gguf::ggml_type(tensor.type);
     require(traits != nullptr, "tensor types are valid");
@@ -110,19 +104,16 @@ void walk(const Reader& reader) {
     for (uint32_t d = 0; d < archreg::gguf::kMaxDims; ++d) {
       require(tensor.ne[d] >= 1, "dimensions are at least 1");
       require(d < tensor.n_dims || tensor.ne[d] == 1, "unused dimensions are 1");
-      require(!__builtin_mul_overflow(elements, tensor.ne[d], &elements),
-              "the element count does not overflow");
+      require(!__builtin_mul_overflow(elements, tensor.ne[d], &elements), "the element count does not overflow");
     }
     require(elements == tensor.n_elements, "n_elements is the product of the shape");
     require(tensor.ne[0] % traits->block_size == 0, "rows are whole blocks");
     uint64_t row_bytes = 0;
     uint64_t n_bytes = 0;
-    require(!__builtin_mul_overflow(tensor.ne[0] / traits->block_size, uint64_t{traits->type_size},
-                                    &row_bytes) &&
+    require(!__builtin_mul_overflow(tensor.ne[0] / traits->block_size, uint64_t{traits->type_size}, &row_bytes) &&
                 !__builtin_mul_overflow(row_bytes, elements / tensor.ne[0], &n_bytes),
             "the byte size does not overflow");
-    require(row_bytes == tensor.row_bytes && n_bytes == tensor.n_bytes,
-            "row_bytes and n_bytes follow from the shape and type");
+    require(row_bytes == tensor.row_bytes && n_bytes == tensor.n_bytes, "row_bytes and n_bytes follow from the shape and type");
     require(tensor.data_offset % alignment == 0, "tensor data is aligned");
     require(tensor.data_offset >= reader.data_section_offset() && tensor.data_offset <= file_size &&
                 tensor.n_bytes <= file_size - tensor.data_offset,

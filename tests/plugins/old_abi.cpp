@@ -21,6 +21,8 @@ const PluginV1 kVersionOne = {1, "old-abi", kArchs, 1, nullptr, 0, nullptr};
 }  // namespace
 
 namespace archreg_plugin_export {
-extern "C" const archreg_plugin_v2* archreg_plugin_entry() noexcept { return reinterpret_cast<const archreg_plugin_v2*>(&kVersionOne); }
+extern "C" const archreg_plugin_v2* archreg_plugin_entry() noexcept {
+  return reinterpret_cast<const archreg_plugin_v2*>(&kVersionOne);
+}
 }  // namespace archreg_plugin_export
 BOOST_DLL_ALIAS(archreg_plugin_export::archreg_plugin_entry, archreg_plugin)

@@ -11,8 +11,8 @@
 #include <cmath>
 #include <cstdint>
 #include <iostream>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -86,8 +86,7 @@ class TensorBytes {
 };
 
 // Values drawn uniformly from [center - spread, center + spread].
-std::vector<float> random_values(archreg::testing::SplitMix64& rng, uint64_t count, float center,
-                                 float spread) {
+std::vector<float> random_values(archreg::testing::SplitMix64& rng, uint64_t count, float center, float spread) {
   std::vector<float> values(count);
   for (float& v : values) {
     v = center + spread * static_cast<float>(2.0 * rng.uniform() - 1.0);
@@ -106,9 +105,7 @@ void encode_q8_0(const std::vector<float>& values, TensorBytes& out) {
     const float scale = amax / 127.0f;
     const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
     out.put_u16(to_f16(scale));
-    std::for_each(first, last, [&](float v) {
-      out.put_u8(static_cast<uint8_t>(static_cast<int8_t>(std::lround(v * inverse))));
-    });
+    std::for_each(first, last, [&](float v) { out.put_u8(static_cast<uint8_t>(static_cast<int8_t>(std::lround(v * inverse)))); });
   }
 }
 
@@ -158,15 +155,9 @@ std::vector<std::byte> tensor_bytes(const Tensor& tensor, archreg::testing::Spli
   const std::vector<float> values = random_values(rng, count, tensor.center, 0.05f);
   TensorBytes out;
   switch (tensor.type) {
-    case kF32:
-      std::for_each(values.begin(), values.end(), [&](float v) { out.put_f32(v); });
-      break;
-    case kF16:
-      std::for_each(values.begin(), values.end(), [&](float v) { out.put_u16(to_f16(v)); });
-      break;
-    default:
-      encode_q8_0(values, out);
-      break;
+    case kF32: std::for_each(values.begin(), values.end(), [&](float v) { out.put_f32(v); }); break;
+    case kF16: std::for_each(values.begin(), values.end(), [&](float v) { out.put_u16(to_f16(v)); }); break;
+    default: encode_q8_0(values, out); break;
   }
   return out.bytes();
 }
@@ -185,12 +176,10 @@ struct Vocabulary {
 Vocabulary vocabulary() {
   constexpr int32_t kNormal = 1;
   constexpr int32_t kControl = 3;
-  const std::vector<std::string> characters = {"Ġ", "!", ",", ".", "a", "d", "e", "h",
-                                               "i", "l", "n", "o", "r", "s", "t", "w"};
+  const std::vector<std::string> characters = {"Ġ", "!", ",", ".", "a", "d", "e", "h", "i", "l", "n", "o", "r", "s", "t", "w"};
   const std::vector<std::pair<std::string, std::string>> merge_pairs = {
-      {"h", "e"},   {"l", "l"},    {"Ġ", "t"},   {"Ġ", "w"},    {"o", "r"},
-      {"l", "d"},   {"t", "he"},   {"Ġt", "he"}, {"he", "ll"},  {"hell", "o"},
-      {"Ġw", "or"}, {"Ġwor", "ld"}, {"i", "s"}};
+      {"h", "e"},   {"l", "l"},   {"Ġ", "t"},    {"Ġ", "w"},   {"o", "r"},     {"l", "d"}, {"t", "he"},
+      {"Ġt", "he"}, {"he", "ll"}, {"hell", "o"}, {"Ġw", "or"}, {"Ġwor", "ld"}, {"i", "s"}};
   Vocabulary vocab;
   vocab.tokens = characters;
   for (const auto& [left, right] : merge_pairs) {

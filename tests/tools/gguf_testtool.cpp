@@ -27,14 +27,13 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "gguf/error.hpp"
 #include "gguf/reader.hpp"
@@ -98,20 +97,16 @@ class Sha256 {
  private:
   void compress() {
     static constexpr std::array<uint32_t, 64> kRound = {
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2};
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be,
+        0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa,
+        0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85,
+        0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
+        0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+        0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
     std::array<uint32_t, 64> w{};
     for (size_t i = 0; i < 16; ++i) {
-      w[i] = uint32_t{block_[4 * i]} << 24 | uint32_t{block_[4 * i + 1]} << 16 |
-             uint32_t{block_[4 * i + 2]} << 8 | uint32_t{block_[4 * i + 3]};
+      w[i] = uint32_t{block_[4 * i]} << 24 | uint32_t{block_[4 * i + 1]} << 16 | uint32_t{block_[4 * i + 2]} << 8 |
+             uint32_t{block_[4 * i + 3]};
     }
     for (size_t i = 16; i < 64; ++i) {
       uint32_t s0 = std::rotr(w[i - 15], 7) ^ std::rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
@@ -120,10 +115,8 @@ class Sha256 {
     }
     auto [a, b, c, d, e, f, g, h] = state_;
     for (size_t i = 0; i < 64; ++i) {
-      uint32_t t1 = h + (std::rotr(e, 6) ^ std::rotr(e, 11) ^ std::rotr(e, 25)) +
-                    ((e & f) ^ (~e & g)) + kRound[i] + w[i];
-      uint32_t t2 = (std::rotr(a, 2) ^ std::rotr(a, 13) ^ std::rotr(a, 22)) +
-                    ((a & b) ^ (a & c) ^ (b & c));
+      uint32_t t1 = h + (std::rotr(e, 6) ^ std::rotr(e, 11) ^ std::rotr(e, 25)) + ((e & f) ^ (~e & g)) + kRound[i] + w[i];
+      uint32_t t2 = (std::rotr(a, 2) ^ std::rotr(a, 13) ^ std::rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
       h = g;
       g = f;
       f = e;
@@ -139,8 +132,7 @@ class Sha256 {
     }
   }
 
-  std::array<uint32_t, 8> state_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  std::array<uint32_t, 8> state_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   std::array<uint8_t, 64> block_{};
   size_t block_used_ = 0;
   uint64_t total_bytes_ = 0;
@@ -170,8 +162,7 @@ std::string from_hex(std::string_view hex, std::string_view what) {
     uint8_t byte = 0;
     auto [end, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, byte, 16);
     if (ec != std::errc() || end != hex.data() + 2 * i + 2) {
-      throw DescriptionError(std::string(what) + ": '" + std::string(hex.substr(2 * i, 2)) +
-                             "' is not a hex byte");
+      throw DescriptionError(std::string(what) + ": '" + std::string(hex.substr(2 * i, 2)) + "' is not a hex byte");
     }
     out[i] = static_cast<char>(byte);
   }
@@ -208,8 +199,7 @@ bool is_valid_utf8(std::string_view s) {
       }
       code_point = code_point << 6 | (next & 0x3Fu);
     }
-    if (code_point < min_code_point || code_point > 0x10FFFF ||
-        (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+    if (code_point < min_code_point || code_point > 0x10FFFF || (code_point >= 0xD800 && code_point <= 0xDFFF)) {
       return false;
     }
     i += extra + 1;
@@ -241,8 +231,7 @@ ValueType value_type_from_name(std::string_view name, std::string_view where) {
 MetaValue parse_value(const json& j, ValueType type, const std::string& where);
 
 MetaArray parse_array(const json& j, const std::string& where) {
-  if (!j.is_object() || !j.contains("element_type") || !j.contains("value") ||
-      !j.at("value").is_array()) {
+  if (!j.is_object() || !j.contains("element_type") || !j.contains("value") || !j.at("value").is_array()) {
     throw DescriptionError(where + ": an array needs \"element_type\" and a list \"value\"");
   }
   MetaArray array;
@@ -250,8 +239,7 @@ MetaArray parse_array(const json& j, const std::string& where) {
   const json& items = j.at("value");
   array.items.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    array.items.push_back(parse_value(items[i], array.element_type,
-                                      where + "[" + std::to_string(i) + "]"));
+    array.items.push_back(parse_value(items[i], array.element_type, where + "[" + std::to_string(i) + "]"));
   }
   return array;
 }
@@ -282,11 +270,10 @@ Float parse_float(const json& j, const std::string& where) {
     Bits bits = 0;
     const bool has_prefix = text.size() > 2 && text.compare(0, 2, "0x") == 0;
     const char* last = text.data() + text.size();
-    auto [end, ec] = has_prefix ? std::from_chars(text.data() + 2, last, bits, 16)
-                                : std::from_chars_result{text.data(), std::errc::invalid_argument};
+    auto [end, ec] =
+        has_prefix ? std::from_chars(text.data() + 2, last, bits, 16) : std::from_chars_result{text.data(), std::errc::invalid_argument};
     if (ec != std::errc() || end != last) {
-      throw DescriptionError(where + ": expected a number or a \"0x...\" bit pattern, found " +
-                             j.dump());
+      throw DescriptionError(where + ": expected a number or a \"0x...\" bit pattern, found " + j.dump());
     }
     return std::bit_cast<Float>(bits);
   }
@@ -355,8 +342,7 @@ json array_items_json(const archreg::gguf::Value& array) {
   json items = json::array();
   for (const archreg::gguf::Value& item : array) {
     if (item.is_array()) {
-      items.push_back({{"element_type", archreg::gguf::value_type_name(item.element_type())},
-                       {"value", array_items_json(item)}});
+      items.push_back({{"element_type", archreg::gguf::value_type_name(item.element_type())}, {"value", array_items_json(item)}});
     } else {
       items.push_back(value_json(item));
     }
@@ -398,14 +384,13 @@ json read_json_file(const std::string& path) {
   }
 }
 
-void write_tensor_data(archreg::gguf::Writer& writer, size_t index, const json& tensor,
-                       const std::string& where) {
+void write_tensor_data(archreg::gguf::Writer& writer, size_t index, const json& tensor, const std::string& where) {
   const uint64_t n_bytes = writer.tensor_bytes(index);
   if (tensor.contains("data_hex")) {
     std::string bytes = from_hex(tensor.at("data_hex").get<std::string>(), where);
     if (bytes.size() != n_bytes) {
-      throw DescriptionError(where + ": data_hex has " + std::to_string(bytes.size()) +
-                             " bytes, the tensor needs " + std::to_string(n_bytes));
+      throw DescriptionError(where + ": data_hex has " + std::to_string(bytes.size()) + " bytes, the tensor needs " +
+                             std::to_string(n_bytes));
     }
     writer.write(std::as_bytes(std::span(bytes)));
     return;
@@ -433,8 +418,7 @@ int write_command(const std::string& description_path, const std::string& output
     const auto key = entry.at("key").get<std::string>();
     const std::string where = "metadata '" + key + "'";
     const ValueType type = value_type_from_name(entry.at("type").get<std::string>(), where);
-    writer.add(key, type == ValueType::kArray ? MetaValue(parse_array(entry, where))
-                                              : parse_value(entry.at("value"), type, where));
+    writer.add(key, type == ValueType::kArray ? MetaValue(parse_array(entry, where)) : parse_value(entry.at("value"), type, where));
   }
 
   const json tensors = description.value("tensors", json::array());
@@ -449,8 +433,7 @@ int write_command(const std::string& description_path, const std::string& output
     writer.add_tensor(name, *type, shape);
   }
   for (size_t i = 0; i < tensors.size(); ++i) {
-    write_tensor_data(writer, i, tensors[i],
-                      "tensor '" + tensors[i].at("name").get<std::string>() + "'");
+    write_tensor_data(writer, i, tensors[i], "tensor '" + tensors[i].at("name").get<std::string>() + "'");
   }
   writer.commit();
   return 0;
@@ -467,8 +450,7 @@ int dump_command(const std::string& path) {
   json metadata = json::array();
   for (const archreg::gguf::KeyValue& kv : reader.metadata()) {
     const archreg::gguf::Value value = reader.value(kv);
-    json entry = {{"key", string_json(kv.key)},
-                  {"type", archreg::gguf::value_type_name(kv.type)}};
+    json entry = {{"key", string_json(kv.key)}, {"type", archreg::gguf::value_type_name(kv.type)}};
     if (value.is_array()) {
       entry["element_type"] = archreg::gguf::value_type_name(value.element_type());
     }

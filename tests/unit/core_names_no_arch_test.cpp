@@ -21,7 +21,8 @@ std::string lowercase(std::string text) {
 
 // Every arch with a spec, plus families that have no spec yet but must not appear either.
 std::vector<std::string> architecture_names() {
-  std::vector<std::string> names = {"qwen", "deepseek", "mixtral", "mistral", "gemma", "glm", "olmoe", "phi", "falcon", "gpt-oss", "gpt_oss"};
+  std::vector<std::string> names = {"qwen",  "deepseek", "mixtral", "mistral", "gemma",  "glm",
+                                    "olmoe", "phi",      "falcon",  "gpt-oss", "gpt_oss"};
   for (const auto& dir : {testing::source_dir() / "arch-specs", testing::source_dir() / "tests" / "fixtures" / "toy-specs"}) {
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
       if (entry.path().extension() == ".yaml") names.push_back(lowercase(entry.path().stem().string()));
@@ -55,11 +56,12 @@ TEST(Invariants, CoreNamesNoArchitecture) {
     }
   }
   EXPECT_GT(files, 10u);
-  EXPECT_TRUE(hits.empty()) << "core/ names an architecture:\n" << [&] {
-    std::ostringstream out;
-    for (const auto& hit : hits) out << "  " << hit << "\n";
-    return out.str();
-  }();
+  EXPECT_TRUE(hits.empty()) << "core/ names an architecture:\n"
+                            << [&] {
+                                 std::ostringstream out;
+                                 for (const auto& hit : hits) out << "  " << hit << "\n";
+                                 return out.str();
+                               }();
 }
 
 }  // namespace

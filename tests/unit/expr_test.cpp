@@ -1,9 +1,9 @@
+#include "spec/expr.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <map>
-
-#include "spec/expr.hpp"
 
 namespace archreg::spec {
 namespace {
@@ -21,7 +21,9 @@ std::optional<uint32_t> resolve(std::string_view name) {
   return it->second;
 }
 
-Expr parse(std::string_view text) { return Expr::parse(text, SourcePos{"spec.yaml", 4, 10}, resolve); }
+Expr parse(std::string_view text) {
+  return Expr::parse(text, SourcePos{"spec.yaml", 4, 10}, resolve);
+}
 
 int64_t eval(std::string_view text, int64_t layer = 0) {
   return parse(text).eval([&](uint32_t s) { return s == kLayerSymbol ? layer : kValues[s]; });
@@ -84,9 +86,9 @@ TEST(Expr, CanonicalTextRoundTrips) {
     const Expr e = parse(text);
     const Expr again = parse(e.text());
     EXPECT_EQ(again.text(), e.text()) << text;
-    EXPECT_EQ(again.eval([](uint32_t s) { return s == kLayerSymbol ? 1 : kValues[s]; }),
-              e.eval([](uint32_t s) { return s == kLayerSymbol ? 1 : kValues[s]; }))
-        << text;
+    EXPECT_EQ(again.eval([](uint32_t s) { return s == kLayerSymbol ? 1 : kValues[s]; }), e.eval([](uint32_t s) {
+      return s == kLayerSymbol ? 1 : kValues[s];
+    })) << text;
   }
   EXPECT_EQ(parse("a  +b*c").text(), "a + b * c");
 }

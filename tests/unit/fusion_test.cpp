@@ -1,10 +1,11 @@
+#include "fusion/fusion.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <functional>
 
-#include "fusion/fusion.hpp"
 #include "spec/spec.hpp"
 #include "test_support.hpp"
 
@@ -51,10 +52,10 @@ TEST(Fusion, EverySpecLoadsAndDeclaresGateUpExperts) {
   for (const auto& file : files) {
     SCOPED_TRACE(file.string());
     const spec::Spec spec = spec::load_spec(file);
-    const bool has_experts = std::any_of(spec.tensors.begin(), spec.tensors.end(),
-                                         [](const spec::TensorDecl& t) { return t.base == "ffn_gate_exps"; });
-    const bool has_gate_up = std::any_of(spec.fused_forms.begin(), spec.fused_forms.end(),
-                                         [](const FusedForm& f) { return f.base == "ffn_gate_up_exps"; });
+    const bool has_experts =
+        std::any_of(spec.tensors.begin(), spec.tensors.end(), [](const spec::TensorDecl& t) { return t.base == "ffn_gate_exps"; });
+    const bool has_gate_up =
+        std::any_of(spec.fused_forms.begin(), spec.fused_forms.end(), [](const FusedForm& f) { return f.base == "ffn_gate_up_exps"; });
     EXPECT_EQ(has_gate_up, has_experts);
     with_experts += has_experts ? 1 : 0;
   }
@@ -93,7 +94,9 @@ TEST(Fusion, ToyExtentsMatchTheHandComputedValues) {
   const spec::Spec spec = spec::load_spec(testing::source_dir() / "tests" / "fixtures" / "toy-specs" / "toymoe.yaml");
   // n_embd 64 + 16*0, n_head 64 + 16*3 ... are synthetic; recompute the textbook formulas.
   const SyntheticHparams hp(spec);
-  auto value = [&](const char* name) { return hp.eval(spec::Expr::parse(name, {}, [&](std::string_view n) { return spec.hparam_index(n); }), 0); };
+  auto value = [&](const char* name) {
+    return hp.eval(spec::Expr::parse(name, {}, [&](std::string_view n) { return spec.hparam_index(n); }), 0);
+  };
   for (const FusedForm& form : spec.fused_forms) {
     const FusedTensor& weight = form.tensors.front();
     if (form.base == "attn_qkv") {

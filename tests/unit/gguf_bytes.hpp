@@ -82,41 +82,31 @@ class GgufBytes {
   // A GGUF string: u64 length, then the bytes (no terminator).
   GgufBytes& str(std::string_view text) { return u64(text.size()).raw(text); }
   // A string whose length field lies: `declared` is written, only `text` follows.
-  GgufBytes& str_claiming(uint64_t declared, std::string_view text) {
-    return u64(declared).raw(text);
-  }
+  GgufBytes& str_claiming(uint64_t declared, std::string_view text) { return u64(declared).raw(text); }
 
   // --- Header ----------------------------------------------------------------------------
-  GgufBytes& header(uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
-    return u32(kGgufMagic).u32(version).u64(n_tensors).u64(n_kv);
-  }
+  GgufBytes& header(uint32_t version, uint64_t n_tensors, uint64_t n_kv) { return u32(kGgufMagic).u32(version).u64(n_tensors).u64(n_kv); }
 
   // --- Metadata entries --------------------------------------------------------------------
   // The start of an entry: key and type tag; the caller writes the value.
   GgufBytes& key(std::string_view name, int32_t type) { return str(name).i32(type); }
 
   GgufBytes& kv_u8(std::string_view name, uint8_t v) { return key(name, tag::kUint8).u8(v); }
-  GgufBytes& kv_i8(std::string_view name, int8_t v) {
-    return key(name, tag::kInt8).u8(static_cast<uint8_t>(v));
-  }
+  GgufBytes& kv_i8(std::string_view name, int8_t v) { return key(name, tag::kInt8).u8(static_cast<uint8_t>(v)); }
   GgufBytes& kv_u16(std::string_view name, uint16_t v) { return key(name, tag::kUint16).u16(v); }
   GgufBytes& kv_i16(std::string_view name, int16_t v) { return key(name, tag::kInt16).i16(v); }
   GgufBytes& kv_u32(std::string_view name, uint32_t v) { return key(name, tag::kUint32).u32(v); }
   GgufBytes& kv_i32(std::string_view name, int32_t v) { return key(name, tag::kInt32).i32(v); }
   GgufBytes& kv_f32(std::string_view name, float v) { return key(name, tag::kFloat32).f32(v); }
   GgufBytes& kv_bool(std::string_view name, bool v) { return key(name, tag::kBool).u8(v ? 1 : 0); }
-  GgufBytes& kv_string(std::string_view name, std::string_view v) {
-    return key(name, tag::kString).str(v);
-  }
+  GgufBytes& kv_string(std::string_view name, std::string_view v) { return key(name, tag::kString).str(v); }
   GgufBytes& kv_u64(std::string_view name, uint64_t v) { return key(name, tag::kUint64).u64(v); }
   GgufBytes& kv_i64(std::string_view name, int64_t v) { return key(name, tag::kInt64).i64(v); }
   GgufBytes& kv_f64(std::string_view name, double v) { return key(name, tag::kFloat64).f64(v); }
 
   // An array value's prefix (element type, count); the caller writes the elements. Used
   // directly after key(name, tag::kArray), or nested as an element of an array of arrays.
-  GgufBytes& array_header(int32_t element_type, uint64_t count) {
-    return i32(element_type).u64(count);
-  }
+  GgufBytes& array_header(int32_t element_type, uint64_t count) { return i32(element_type).u64(count); }
   GgufBytes& kv_array_header(std::string_view name, int32_t element_type, uint64_t count) {
     return key(name, tag::kArray).array_header(element_type, count);
   }
@@ -133,20 +123,16 @@ class GgufBytes {
 
   // --- Tensor infos --------------------------------------------------------------------------
   // n_dims is taken from the shape; use tensor_info_raw to make it disagree.
-  GgufBytes& tensor_info(std::string_view name, std::initializer_list<uint64_t> shape, int32_t type,
-                         uint64_t offset) {
+  GgufBytes& tensor_info(std::string_view name, std::initializer_list<uint64_t> shape, int32_t type, uint64_t offset) {
     return tensor_info_raw(name, static_cast<uint32_t>(shape.size()), shape, type, offset);
   }
-  GgufBytes& tensor_info_raw(std::string_view name, uint32_t n_dims, std::span<const uint64_t> dims,
-                             int32_t type, uint64_t offset) {
+  GgufBytes& tensor_info_raw(std::string_view name, uint32_t n_dims, std::span<const uint64_t> dims, int32_t type, uint64_t offset) {
     str(name).u32(n_dims);
     for (uint64_t dim : dims) u64(dim);
     return i32(type).u64(offset);
   }
-  GgufBytes& tensor_info_raw(std::string_view name, uint32_t n_dims,
-                             std::initializer_list<uint64_t> dims, int32_t type, uint64_t offset) {
-    return tensor_info_raw(name, n_dims, std::span<const uint64_t>(dims.begin(), dims.size()), type,
-                           offset);
+  GgufBytes& tensor_info_raw(std::string_view name, uint32_t n_dims, std::initializer_list<uint64_t> dims, int32_t type, uint64_t offset) {
+    return tensor_info_raw(name, n_dims, std::span<const uint64_t>(dims.begin(), dims.size()), type, offset);
   }
 
   // --- Layout ----------------------------------------------------------------------------
@@ -174,9 +160,7 @@ class GgufBytes {
   const std::vector<std::byte>& bytes() const { return bytes_; }
   std::span<const std::byte> span() const { return bytes_; }
   // The first `length` bytes, for cutting a file short without copying the builder.
-  std::span<const std::byte> prefix(uint64_t length) const {
-    return span().first(length < bytes_.size() ? length : bytes_.size());
-  }
+  std::span<const std::byte> prefix(uint64_t length) const { return span().first(length < bytes_.size() ? length : bytes_.size()); }
 
  private:
   template <class Unsigned>
@@ -201,8 +185,7 @@ class GgufBytes {
 // its size into spare capacity unnoticed; one byte past this allocation is an ASan report.
 class ExactCopy {
  public:
-  explicit ExactCopy(std::span<const std::byte> bytes)
-      : data_(std::make_unique<std::byte[]>(bytes.size())), size_(bytes.size()) {
+  explicit ExactCopy(std::span<const std::byte> bytes) : data_(std::make_unique<std::byte[]>(bytes.size())), size_(bytes.size()) {
     std::copy(bytes.begin(), bytes.end(), data_.get());
   }
   std::span<const std::byte> span() const { return {data_.get(), size_}; }

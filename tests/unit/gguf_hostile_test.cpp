@@ -26,7 +26,9 @@
 
 namespace archreg::gguf {
 // gtest prints a failed expectation's Error through this instead of as raw object bytes.
-[[maybe_unused]] static void PrintTo(const Error& error, std::ostream* os) { *os << error.what(); }
+[[maybe_unused]] static void PrintTo(const Error& error, std::ostream* os) {
+  *os << error.what();
+}
 }  // namespace archreg::gguf
 
 namespace {
@@ -74,7 +76,9 @@ std::optional<Error> read_error(std::span<const std::byte> bytes) {
   const ExactCopy file(bytes);
   return error_from([&] { Reader::from_memory(file.span(), kFileName); });
 }
-std::optional<Error> read_error(const GgufBytes& file) { return read_error(file.span()); }
+std::optional<Error> read_error(const GgufBytes& file) {
+  return read_error(file.span());
+}
 
 // Matchers on the parts of an Error, composed as Rejected(WithMessage(...), WithSubject(...), ...).
 template <class M>
@@ -89,12 +93,16 @@ template <class M>
 auto WithOffset(M matcher) {
   return ::testing::Property("offset", &Error::offset, matcher);
 }
-auto OffsetSet() { return WithOffset(Optional(_)); }
+auto OffsetSet() {
+  return WithOffset(Optional(_));
+}
 // The error points into [first, last]: the entry or tensor info that is wrong.
 auto OffsetWithin(uint64_t first, uint64_t last) {
   return WithOffset(Optional(AllOf(Ge(first), Le(last))));
 }
-auto KeySubject(const std::string& key) { return WithSubject(HasSubstr("key '" + key + "'")); }
+auto KeySubject(const std::string& key) {
+  return WithSubject(HasSubstr("key '" + key + "'"));
+}
 auto TensorSubject(const std::string& name) {
   return WithSubject(HasSubstr("tensor '" + name + "'"));
 }
@@ -117,8 +125,7 @@ GgufBytes tensor_file(uint64_t n_tensors, WriteInfos write_infos, uint64_t data_
 }
 
 // One tensor named "t"; `data_bytes` of data follow the header.
-GgufBytes one_tensor(std::initializer_list<uint64_t> shape, int32_t type, uint64_t data_bytes = 32,
-                     uint64_t offset = 0) {
+GgufBytes one_tensor(std::initializer_list<uint64_t> shape, int32_t type, uint64_t data_bytes = 32, uint64_t offset = 0) {
   return tensor_file(
       1, [&](GgufBytes& f) { f.tensor_info("t", shape, type, offset); }, data_bytes);
 }
@@ -180,8 +187,7 @@ TEST(GgufHostile, EmptyFile) {
 }
 
 TEST(GgufHostile, FourByteFile) {
-  EXPECT_THAT(read_error(GgufBytes{}.raw("GGUF")),
-              Rejected(WithMessage(HasSubstr("needs at least 24"))));
+  EXPECT_THAT(read_error(GgufBytes{}.raw("GGUF")), Rejected(WithMessage(HasSubstr("needs at least 24"))));
 }
 
 TEST(GgufHostile, OneByteShortOfHeader) {
@@ -192,13 +198,12 @@ TEST(GgufHostile, OneByteShortOfHeader) {
 
 TEST(GgufHostile, BadMagic) {
   // Older llama.cpp formats, the magic byte-swapped, and nothing at all.
-  for (std::string_view magic : {std::string_view("GGML"), std::string_view("GGJT"),
-                                 std::string_view("FUGG"), std::string_view("\0\0\0\0", 4)}) {
+  for (std::string_view magic :
+       {std::string_view("GGML"), std::string_view("GGJT"), std::string_view("FUGG"), std::string_view("\0\0\0\0", 4)}) {
     SCOPED_TRACE(magic);
     GgufBytes file;
     file.raw(magic).u32(3).u64(0).u64(0).fill(32);
-    EXPECT_THAT(read_error(file), Rejected(WithMessage(HasSubstr("bad magic")),
-                                           WithSubject("header"), WithOffset(Optional(0u))));
+    EXPECT_THAT(read_error(file), Rejected(WithMessage(HasSubstr("bad magic")), WithSubject("header"), WithOffset(Optional(0u))));
   }
 }
 
@@ -208,8 +213,7 @@ TEST(GgufHostile, WhatNamesFileOffsetSubjectAndMessage) {
   const auto error = read_error(file);
   ASSERT_TRUE(error.has_value());
   EXPECT_EQ(error->file(), kFileName);
-  EXPECT_THAT(std::string(error->what()),
-              AllOf(StartsWith("hostile.gguf: byte 0: header: "), EndsWith(error->message())));
+  EXPECT_THAT(std::string(error->what()), AllOf(StartsWith("hostile.gguf: byte 0: header: "), EndsWith(error->message())));
 }
 
 TEST(GgufHostile, UnsupportedVersions) {
@@ -217,8 +221,8 @@ TEST(GgufHostile, UnsupportedVersions) {
     SCOPED_TRACE(version);
     GgufBytes file = one_tensor({8}, ggml::kF32);
     file.patch_u32(4, version);
-    EXPECT_THAT(read_error(file), Rejected(WithMessage(HasSubstr("unsupported GGUF version")),
-                                           WithSubject("header"), WithOffset(Optional(4u))));
+    EXPECT_THAT(read_error(file),
+                Rejected(WithMessage(HasSubstr("unsupported GGUF version")), WithSubject("header"), WithOffset(Optional(4u))));
   }
 }
 
@@ -227,8 +231,7 @@ TEST(GgufHostile, BigEndianFile) {
   GgufBytes file = one_tensor({8}, ggml::kF32);
   file.patch_u32(4, 0x03000000);
   EXPECT_THAT(read_error(file),
-              Rejected(WithMessage(HasSubstr("unsupported GGUF version")),
-                       WithMessage(HasSubstr("big-endian")), WithOffset(Optional(4u))));
+              Rejected(WithMessage(HasSubstr("unsupported GGUF version")), WithMessage(HasSubstr("big-endian")), WithOffset(Optional(4u))));
 }
 
 // --- Counts ------------------------------------------------------------------------------------
@@ -274,23 +277,17 @@ TEST(GgufHostile, KeyLengthOnePastEnd) {
 TEST(GgufHostile, StringValueLengthHuge) {
   for (uint64_t length : {kU64Max, kTopBit, uint64_t{5}}) {
     SCOPED_TRACE(length);
-    const auto c = bad_entry(
-        [&](GgufBytes& f) { f.key("general.name", tag::kString).str_claiming(length, "tiny"); });
+    const auto c = bad_entry([&](GgufBytes& f) { f.key("general.name", tag::kString).str_claiming(length, "tiny"); });
     EXPECT_THAT(read_error(c.file),
-                Rejected(WithMessage(HasSubstr("string length")), KeySubject("general.name"),
-                         OffsetWithin(c.begin, c.end)));
+                Rejected(WithMessage(HasSubstr("string length")), KeySubject("general.name"), OffsetWithin(c.begin, c.end)));
   }
 }
 
 TEST(GgufHostile, StringArrayElementLengthHuge) {
   // Arrays are indexed lazily, but finding a string array's end means walking its lengths.
-  const auto c = bad_entry([](GgufBytes& f) {
-    f.kv_array_header("tokenizer.ggml.tokens", tag::kString, 2)
-        .str("a")
-        .str_claiming(kU64Max - 3, "b");
-  });
-  EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("string length")),
-                                           KeySubject("tokenizer.ggml.tokens"), OffsetSet()));
+  const auto c =
+      bad_entry([](GgufBytes& f) { f.kv_array_header("tokenizer.ggml.tokens", tag::kString, 2).str("a").str_claiming(kU64Max - 3, "b"); });
+  EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("string length")), KeySubject("tokenizer.ggml.tokens"), OffsetSet()));
 }
 
 TEST(GgufHostile, TensorNameLengthHuge) {
@@ -305,19 +302,18 @@ TEST(GgufHostile, TensorNameLengthHuge) {
 
 TEST(GgufHostile, ValueCutShort) {
   const auto c = bad_entry([](GgufBytes& f) { f.key("a.b", tag::kUint64).u32(0); });
-  EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("unexpected end of file")),
-                                           KeySubject("a.b"), OffsetWithin(c.begin, c.end)));
+  EXPECT_THAT(read_error(c.file),
+              Rejected(WithMessage(HasSubstr("unexpected end of file")), KeySubject("a.b"), OffsetWithin(c.begin, c.end)));
 }
 
 // --- Value types ---------------------------------------------------------------------------------
 
 TEST(GgufHostile, UnknownValueType) {
-  for (int32_t type :
-       {13, 14, -1, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()}) {
+  for (int32_t type : {13, 14, -1, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()}) {
     SCOPED_TRACE(type);
     const auto c = bad_entry([&](GgufBytes& f) { f.key("a.b", type).u32(0).u32(0); });
-    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("unknown value type")),
-                                             KeySubject("a.b"), OffsetWithin(c.begin, c.end)));
+    EXPECT_THAT(read_error(c.file),
+                Rejected(WithMessage(HasSubstr("unknown value type")), KeySubject("a.b"), OffsetWithin(c.begin, c.end)));
   }
 }
 
@@ -325,8 +321,8 @@ TEST(GgufHostile, UnknownArrayElementType) {
   for (int32_t type : {13, -1}) {
     SCOPED_TRACE(type);
     const auto c = bad_entry([&](GgufBytes& f) { f.kv_array_header("a.b", type, 1).u32(0); });
-    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("unknown value type")),
-                                             KeySubject("a.b"), OffsetWithin(c.begin, c.end)));
+    EXPECT_THAT(read_error(c.file),
+                Rejected(WithMessage(HasSubstr("unknown value type")), KeySubject("a.b"), OffsetWithin(c.begin, c.end)));
   }
 }
 
@@ -338,15 +334,12 @@ TEST(GgufHostile, ArrayCountTooLarge) {
   // Eight bytes of elements follow each header. 2^62 UINT32 and 2^61 UINT64 are 2^64 bytes:
   // a size computed as count * width wraps to 0 and passes a naive bounds check. So does
   // 2^63 strings times their minimum of 8 bytes each.
-  for (const Case& c :
-       {Case{tag::kUint8, kU64Max}, Case{tag::kUint8, 9}, Case{tag::kUint32, uint64_t{1} << 62},
-        Case{tag::kUint32, 3}, Case{tag::kUint64, uint64_t{1} << 61}, Case{tag::kBool, kTopBit},
-        Case{tag::kString, kTopBit}, Case{tag::kString, 2}, Case{tag::kArray, kTopBit}}) {
+  for (const Case& c : {Case{tag::kUint8, kU64Max}, Case{tag::kUint8, 9}, Case{tag::kUint32, uint64_t{1} << 62}, Case{tag::kUint32, 3},
+                        Case{tag::kUint64, uint64_t{1} << 61}, Case{tag::kBool, kTopBit}, Case{tag::kString, kTopBit},
+                        Case{tag::kString, 2}, Case{tag::kArray, kTopBit}}) {
     SCOPED_TRACE(testing::Message() << "element type " << c.element_type << ", count " << c.count);
-    const auto entry = bad_entry(
-        [&](GgufBytes& f) { f.kv_array_header("a.b", c.element_type, c.count).u32(0).u32(0); });
-    EXPECT_THAT(read_error(entry.file),
-                Rejected(WithMessage(HasSubstr("array of")), KeySubject("a.b"), OffsetSet()));
+    const auto entry = bad_entry([&](GgufBytes& f) { f.kv_array_header("a.b", c.element_type, c.count).u32(0).u32(0); });
+    EXPECT_THAT(read_error(entry.file), Rejected(WithMessage(HasSubstr("array of")), KeySubject("a.b"), OffsetSet()));
   }
 }
 
@@ -355,8 +348,7 @@ TEST(GgufHostile, ArrayCountTooLarge) {
 TEST(GgufHostile, ArraysNestedTooDeep) {
   for (uint64_t levels : {uint64_t{1'000}, uint64_t{100'000}}) {
     SCOPED_TRACE(levels);
-    EXPECT_THAT(read_error(nested_arrays(levels)), Rejected(WithMessage(HasSubstr("nested deeper")),
-                                                            KeySubject("nested"), OffsetSet()));
+    EXPECT_THAT(read_error(nested_arrays(levels)), Rejected(WithMessage(HasSubstr("nested deeper")), KeySubject("nested"), OffsetSet()));
   }
 }
 
@@ -385,14 +377,12 @@ TEST(GgufHostile, DuplicateKey) {
   file.kv_string("general.name", "b");
   const uint64_t end = file.size();
   file.align(32);
-  EXPECT_THAT(read_error(file), Rejected(WithMessage(HasSubstr("duplicate key")),
-                                         KeySubject("general.name"), OffsetWithin(second, end)));
+  EXPECT_THAT(read_error(file), Rejected(WithMessage(HasSubstr("duplicate key")), KeySubject("general.name"), OffsetWithin(second, end)));
 }
 
 TEST(GgufHostile, EmptyKey) {
   const auto c = bad_entry([](GgufBytes& f) { f.kv_u32("", 1); });
-  EXPECT_THAT(read_error(c.file),
-              Rejected(WithMessage(HasSubstr("empty key")), OffsetWithin(c.begin, c.end)));
+  EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("empty key")), OffsetWithin(c.begin, c.end)));
 }
 
 // --- general.alignment -------------------------------------------------------------------------
@@ -400,35 +390,26 @@ TEST(GgufHostile, EmptyKey) {
 // Upstream aborts on a general.alignment of any type but UINT32.
 TEST(GgufHostile, AlignmentOfWrongType) {
   EXPECT_THAT(read_error(alignment_file([](GgufBytes& f) { f.kv_i32("general.alignment", 32); })),
-              Rejected(WithMessage(HasSubstr("expected type UINT32, found INT32")),
-                       KeySubject("general.alignment"), OffsetSet()));
+              Rejected(WithMessage(HasSubstr("expected type UINT32, found INT32")), KeySubject("general.alignment"), OffsetSet()));
   EXPECT_THAT(read_error(alignment_file([](GgufBytes& f) { f.kv_u64("general.alignment", 32); })),
-              Rejected(WithMessage(HasSubstr("expected type UINT32, found UINT64")),
-                       KeySubject("general.alignment")));
-  EXPECT_THAT(
-      read_error(alignment_file([](GgufBytes& f) { f.kv_string("general.alignment", "32"); })),
-      Rejected(WithMessage(HasSubstr("expected type UINT32, found STRING")),
-               KeySubject("general.alignment")));
+              Rejected(WithMessage(HasSubstr("expected type UINT32, found UINT64")), KeySubject("general.alignment")));
+  EXPECT_THAT(read_error(alignment_file([](GgufBytes& f) { f.kv_string("general.alignment", "32"); })),
+              Rejected(WithMessage(HasSubstr("expected type UINT32, found STRING")), KeySubject("general.alignment")));
 }
 
 TEST(GgufHostile, AlignmentNotAPowerOfTwo) {
   for (uint32_t alignment : {0u, 3u, 48u, 0x7FFFFFFFu, 0xFFFFFFFFu}) {
     SCOPED_TRACE(alignment);
-    const GgufBytes file =
-        alignment_file([&](GgufBytes& f) { f.kv_u32("general.alignment", alignment); });
-    EXPECT_THAT(read_error(file), Rejected(WithMessage(HasSubstr("power of two")),
-                                           KeySubject("general.alignment"), OffsetSet()));
+    const GgufBytes file = alignment_file([&](GgufBytes& f) { f.kv_u32("general.alignment", alignment); });
+    EXPECT_THAT(read_error(file), Rejected(WithMessage(HasSubstr("power of two")), KeySubject("general.alignment"), OffsetSet()));
   }
 }
 
 // 2^31 is a power of two, but padding to it in 32-bit arithmetic wraps to 0, and the padded
 // header lies far past the end of any test file.
 TEST(GgufHostile, AlignmentTwoToThe31) {
-  const GgufBytes with_tensor =
-      alignment_file([](GgufBytes& f) { f.kv_u32("general.alignment", 0x80000000u); });
-  EXPECT_THAT(read_error(with_tensor),
-              Rejected(WithMessage(
-                  AnyOf(HasSubstr("power of two"), HasSubstr("past the end of the file")))));
+  const GgufBytes with_tensor = alignment_file([](GgufBytes& f) { f.kv_u32("general.alignment", 0x80000000u); });
+  EXPECT_THAT(read_error(with_tensor), Rejected(WithMessage(AnyOf(HasSubstr("power of two"), HasSubstr("past the end of the file")))));
 
   GgufBytes no_tensors;
   no_tensors.header(3, 0, 1).kv_u32("general.alignment", 0x80000000u).align(32);
@@ -448,15 +429,13 @@ TEST(GgufHostile, TensorNameTooLong) {
     SCOPED_TRACE(length);
     const std::string name(length, 'n');
     const auto c = bad_tensor_info([&](GgufBytes& f) { f.tensor_info(name, {8}, ggml::kF32, 0); });
-    EXPECT_THAT(read_error(c.file),
-                Rejected(WithMessage(HasSubstr("at most 63")), OffsetWithin(c.begin, c.end)));
+    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("at most 63")), OffsetWithin(c.begin, c.end)));
   }
 }
 
 TEST(GgufHostile, EmptyTensorName) {
   const auto c = bad_tensor_info([](GgufBytes& f) { f.tensor_info("", {8}, ggml::kF32, 0); });
-  EXPECT_THAT(read_error(c.file),
-              Rejected(WithMessage(HasSubstr("empty tensor name")), OffsetWithin(c.begin, c.end)));
+  EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("empty tensor name")), OffsetWithin(c.begin, c.end)));
 }
 
 TEST(GgufHostile, DuplicateTensorName) {
@@ -467,8 +446,7 @@ TEST(GgufHostile, DuplicateTensorName) {
   const uint64_t end = file.size();
   file.align(32).data(64);
   EXPECT_THAT(read_error(file),
-              Rejected(WithMessage(HasSubstr("duplicate tensor")),
-                       TensorSubject("blk.0.attn_q.weight"), OffsetWithin(second, end)));
+              Rejected(WithMessage(HasSubstr("duplicate tensor")), TensorSubject("blk.0.attn_q.weight"), OffsetWithin(second, end)));
 }
 
 TEST(GgufHostile, DimensionCountOutOfRange) {
@@ -478,8 +456,7 @@ TEST(GgufHostile, DimensionCountOutOfRange) {
       const std::vector<uint64_t> dims(std::min(n_dims, 5u), 8);
       f.tensor_info_raw("t", n_dims, dims, ggml::kF32, 0);
     });
-    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("n_dims")), TensorSubject("t"),
-                                             OffsetWithin(c.begin, c.end)));
+    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("n_dims")), TensorSubject("t"), OffsetWithin(c.begin, c.end)));
   }
 }
 
@@ -489,11 +466,9 @@ template <class M>
 void expect_shapes_rejected(const std::vector<std::vector<uint64_t>>& shapes, M message) {
   for (const std::vector<uint64_t>& shape : shapes) {
     SCOPED_TRACE(testing::PrintToString(shape));
-    const auto c = bad_tensor_info([&](GgufBytes& f) {
-      f.tensor_info_raw("t", static_cast<uint32_t>(shape.size()), shape, ggml::kF32, 0);
-    });
-    EXPECT_THAT(read_error(c.file),
-                Rejected(WithMessage(message), TensorSubject("t"), OffsetWithin(c.begin, c.end)));
+    const auto c =
+        bad_tensor_info([&](GgufBytes& f) { f.tensor_info_raw("t", static_cast<uint32_t>(shape.size()), shape, ggml::kF32, 0); });
+    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(message), TensorSubject("t"), OffsetWithin(c.begin, c.end)));
   }
 }
 
@@ -502,8 +477,7 @@ TEST(GgufHostile, ZeroDimension) {
 }
 
 TEST(GgufHostile, DimensionAboveInt64Max) {
-  expect_shapes_rejected({{kTopBit}, {8, kU64Max}, {8, 1, 1, kTopBit + 8}},
-                         HasSubstr("exceeds INT64_MAX"));
+  expect_shapes_rejected({{kTopBit}, {8, kU64Max}, {8, 1, 1, kTopBit + 8}}, HasSubstr("exceeds INT64_MAX"));
 }
 
 // CVE-2026-33298, CVE-2026-27940: the product of the dimensions wraps. 2^16 four times is 2^64,
@@ -511,13 +485,12 @@ TEST(GgufHostile, DimensionAboveInt64Max) {
 // a reader that trusts the wrapped size hands out a tensor that "fits". 2^62 * 2 fits in
 // uint64_t but not in the int64_t that ggml counts elements in.
 TEST(GgufHostile, ElementCountOverflows) {
-  expect_shapes_rejected(
-      {{uint64_t{1} << 32, uint64_t{1} << 32},
-       {uint64_t{1} << 16, uint64_t{1} << 16, uint64_t{1} << 16, uint64_t{1} << 16},
-       {(uint64_t{1} << 62) + 2, 4},
-       {uint64_t{1} << 31, uint64_t{1} << 31, uint64_t{1} << 31},
-       {uint64_t{1} << 62, 2}},
-      AllOf(HasSubstr("element count"), HasSubstr("overflows")));
+  expect_shapes_rejected({{uint64_t{1} << 32, uint64_t{1} << 32},
+                          {uint64_t{1} << 16, uint64_t{1} << 16, uint64_t{1} << 16, uint64_t{1} << 16},
+                          {(uint64_t{1} << 62) + 2, 4},
+                          {uint64_t{1} << 31, uint64_t{1} << 31, uint64_t{1} << 31},
+                          {uint64_t{1} << 62, 2}},
+                         AllOf(HasSubstr("element count"), HasSubstr("overflows")));
 }
 
 // CVE-2025-53630: the element count fits but elements times bytes per element does not.
@@ -527,14 +500,12 @@ TEST(GgufHostile, ByteSizeOverflows) {
     int32_t type;
     uint64_t ne0;
   };
-  for (const Case& c :
-       {Case{ggml::kF32, uint64_t{1} << 62}, Case{ggml::kF32, (uint64_t{1} << 62) + 8},
-        Case{ggml::kF64, uint64_t{1} << 61}, Case{ggml::kI64, (uint64_t{1} << 61) + 4}}) {
+  for (const Case& c : {Case{ggml::kF32, uint64_t{1} << 62}, Case{ggml::kF32, (uint64_t{1} << 62) + 8}, Case{ggml::kF64, uint64_t{1} << 61},
+                        Case{ggml::kI64, (uint64_t{1} << 61) + 4}}) {
     SCOPED_TRACE(testing::Message() << "type " << c.type << ", ne0 " << c.ne0);
     GgufBytes file = one_tensor({c.ne0}, c.type);
     EXPECT_THAT(read_error(file),
-                Rejected(WithMessage(AllOf(HasSubstr("byte size"), HasSubstr("overflows"))),
-                         TensorSubject("t"), OffsetSet()));
+                Rejected(WithMessage(AllOf(HasSubstr("byte size"), HasSubstr("overflows"))), TensorSubject("t"), OffsetSet()));
   }
 }
 
@@ -542,8 +513,7 @@ TEST(GgufHostile, ByteSizeOverflows) {
 // wraps to 0. Rejecting sizes past INT64_MAX as overflowing is fine too.
 TEST(GgufHostile, PaddedSizeWraps) {
   EXPECT_THAT(read_error(one_tensor({(uint64_t{1} << 62) - 1}, ggml::kF32)),
-              Rejected(WithMessage(AnyOf(AllOf(HasSubstr("byte size"), HasSubstr("overflows")),
-                                         HasSubstr("past the end of the file"))),
+              Rejected(WithMessage(AnyOf(AllOf(HasSubstr("byte size"), HasSubstr("overflows")), HasSubstr("past the end of the file"))),
                        TensorSubject("t")));
 }
 
@@ -551,8 +521,8 @@ TEST(GgufHostile, InvalidGgmlType) {
   for (int32_t type : {43, 44, 1000, -1, std::numeric_limits<int32_t>::min()}) {
     SCOPED_TRACE(type);
     const auto c = bad_tensor_info([&](GgufBytes& f) { f.tensor_info("t", {256}, type, 0); });
-    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("invalid ggml type")),
-                                             TensorSubject("t"), OffsetWithin(c.begin, c.end)));
+    EXPECT_THAT(read_error(c.file),
+                Rejected(WithMessage(HasSubstr("invalid ggml type")), TensorSubject("t"), OffsetWithin(c.begin, c.end)));
   }
 }
 
@@ -560,8 +530,7 @@ TEST(GgufHostile, RemovedGgmlType) {
   for (int32_t type : {4, 5, 31, 32, 33, 36, 37, 38}) {
     SCOPED_TRACE(type);
     const auto c = bad_tensor_info([&](GgufBytes& f) { f.tensor_info("t", {256}, type, 0); });
-    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("was removed")),
-                                             TensorSubject("t"), OffsetWithin(c.begin, c.end)));
+    EXPECT_THAT(read_error(c.file), Rejected(WithMessage(HasSubstr("was removed")), TensorSubject("t"), OffsetWithin(c.begin, c.end)));
   }
 }
 
@@ -570,15 +539,12 @@ TEST(GgufHostile, RowNotAWholeNumberOfBlocks) {
     int32_t type;
     std::vector<uint64_t> shape;
   };
-  for (const Case& c : {Case{ggml::kQ4_0, {33}}, Case{ggml::kQ4_K, {32, 2}},
-                        Case{ggml::kQ8_0, {16}}, Case{ggml::kMXFP4, {16, 4}}}) {
+  for (const Case& c : {Case{ggml::kQ4_0, {33}}, Case{ggml::kQ4_K, {32, 2}}, Case{ggml::kQ8_0, {16}}, Case{ggml::kMXFP4, {16, 4}}}) {
     SCOPED_TRACE(testing::Message() << "type " << c.type);
-    const auto info = bad_tensor_info([&](GgufBytes& f) {
-      f.tensor_info_raw("t", static_cast<uint32_t>(c.shape.size()), c.shape, c.type, 0);
-    });
+    const auto info =
+        bad_tensor_info([&](GgufBytes& f) { f.tensor_info_raw("t", static_cast<uint32_t>(c.shape.size()), c.shape, c.type, 0); });
     EXPECT_THAT(read_error(info.file),
-                Rejected(WithMessage(HasSubstr("not a multiple of the block size")),
-                         TensorSubject("t"), OffsetSet()));
+                Rejected(WithMessage(HasSubstr("not a multiple of the block size")), TensorSubject("t"), OffsetSet()));
   }
 }
 
@@ -586,68 +552,49 @@ TEST(GgufHostile, RowNotAWholeNumberOfBlocks) {
 // ----------------------------------------------------------------------------
 
 // Two 32-byte F32 tensors "a" and "b" at the given offsets, with `data_bytes` of data.
-GgufBytes two_tensors(uint64_t offset_a, uint64_t offset_b, uint64_t data_bytes,
-                      uint64_t ne0_a = 8) {
+GgufBytes two_tensors(uint64_t offset_a, uint64_t offset_b, uint64_t data_bytes, uint64_t ne0_a = 8) {
   return tensor_file(
-      2,
-      [&](GgufBytes& f) {
-        f.tensor_info("a", {ne0_a}, ggml::kF32, offset_a)
-            .tensor_info("b", {8}, ggml::kF32, offset_b);
-      },
-      data_bytes);
+      2, [&](GgufBytes& f) { f.tensor_info("a", {ne0_a}, ggml::kF32, offset_a).tensor_info("b", {8}, ggml::kF32, offset_b); }, data_bytes);
 }
 
 TEST(GgufHostile, OffsetNotAligned) {
   EXPECT_THAT(read_error(one_tensor({8}, ggml::kF32, 64, 4)),
-              Rejected(WithMessage(HasSubstr("not a multiple of the alignment")),
-                       TensorSubject("t"), OffsetSet()));
-  EXPECT_THAT(
-      read_error(two_tensors(0, 36, 96)),
-      Rejected(WithMessage(HasSubstr("not a multiple of the alignment")), TensorSubject("b")));
+              Rejected(WithMessage(HasSubstr("not a multiple of the alignment")), TensorSubject("t"), OffsetSet()));
+  EXPECT_THAT(read_error(two_tensors(0, 36, 96)), Rejected(WithMessage(HasSubstr("not a multiple of the alignment")), TensorSubject("b")));
 }
 
 TEST(GgufHostile, OffsetsNotContiguous) {
   const auto out_of_place = [](const std::string& tensor) {
-    return Rejected(WithMessage(HasSubstr("data offset")), WithMessage(HasSubstr("expected")),
-                    TensorSubject(tensor), OffsetSet());
+    return Rejected(WithMessage(HasSubstr("data offset")), WithMessage(HasSubstr("expected")), TensorSubject(tensor), OffsetSet());
   };
   EXPECT_THAT(read_error(two_tensors(0, 64, 128)), out_of_place("b")) << "gap";
   EXPECT_THAT(read_error(two_tensors(0, 32, 96, 16)), out_of_place("b")) << "overlap";
   EXPECT_THAT(read_error(two_tensors(0, 0, 64)), out_of_place("b")) << "same offset";
   EXPECT_THAT(read_error(two_tensors(32, 0, 64)), out_of_place("a")) << "wrong order";
-  EXPECT_THAT(read_error(one_tensor({8}, ggml::kF32, 96, 32)), out_of_place("t"))
-      << "first tensor not at 0";
+  EXPECT_THAT(read_error(one_tensor({8}, ggml::kF32, 96, 32)), out_of_place("t")) << "first tensor not at 0";
 }
 
 // Ollama CVE-2026-7482: a tensor whose data runs past the end of the file was served from
 // whatever memory followed the mapping, leaking heap contents.
 TEST(GgufHostile, TensorDataPastEndOfFile) {
   EXPECT_THAT(read_error(one_tensor({1024}, ggml::kF32, 32)),
-              Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("t"),
-                       OffsetSet()));
+              Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("t"), OffsetSet()));
   // data_section_offset + offset wraps around to the start of the file.
-  EXPECT_THAT(
-      read_error(one_tensor({8}, ggml::kF32, 32, kU64Max - 31)),
-      Rejected(WithMessage(AnyOf(HasSubstr("past the end of the file"), HasSubstr("expected"))),
-               TensorSubject("t")));
+  EXPECT_THAT(read_error(one_tensor({8}, ggml::kF32, 32, kU64Max - 31)),
+              Rejected(WithMessage(AnyOf(HasSubstr("past the end of the file"), HasSubstr("expected"))), TensorSubject("t")));
   // Each size fits in int64_t, but padded and summed they reach 2^64, which wraps to 0.
-  EXPECT_THAT(read_error(tensor_file(
-                  2,
-                  [](GgufBytes& f) {
-                    f.tensor_info("a", {kTopBit - 1}, ggml::kI8, 0)
-                        .tensor_info("b", {kTopBit - 1}, ggml::kI8, kTopBit);
-                  },
-                  32)),
-              Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("a")));
+  EXPECT_THAT(
+      read_error(tensor_file(
+          2, [](GgufBytes& f) { f.tensor_info("a", {kTopBit - 1}, ggml::kI8, 0).tensor_info("b", {kTopBit - 1}, ggml::kI8, kTopBit); },
+          32)),
+      Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("a")));
 }
 
 TEST(GgufHostile, DataSectionTruncated) {
   EXPECT_THAT(read_error(one_tensor({8}, ggml::kF32, 31)),
               Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("t")));
-  EXPECT_THAT(read_error(two_tensors(0, 32, 48)),
-              Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("b")));
-  EXPECT_THAT(read_error(one_tensor({8}, ggml::kF32, 0)),
-              Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("t")))
+  EXPECT_THAT(read_error(two_tensors(0, 32, 48)), Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("b")));
+  EXPECT_THAT(read_error(one_tensor({8}, ggml::kF32, 0)), Rejected(WithMessage(HasSubstr("past the end of the file")), TensorSubject("t")))
       << "no data section at all";
 }
 
@@ -677,12 +624,7 @@ GgufBytes every_type_file(uint32_t version = 3) {
       .kv_u32_array("test.u32s", {1, 2, 3})
       .kv_string_array("tokenizer.ggml.tokens", {"<s>", "", "hello"})
       .kv_array_header("test.empty", tag::kFloat32, 0);
-  file.key("test.nested", tag::kArray)
-      .array_header(tag::kArray, 2)
-      .array_header(tag::kInt8, 2)
-      .u8(1)
-      .u8(0xFF)
-      .array_header(tag::kInt8, 0);
+  file.key("test.nested", tag::kArray).array_header(tag::kArray, 2).array_header(tag::kInt8, 2).u8(1).u8(0xFF).array_header(tag::kInt8, 0);
   file.kv_u32("general.alignment", 64)
       .tensor_info("token_embd.weight", {64, 2}, ggml::kQ8_0, 0)
       .tensor_info("output_norm.weight", {64}, ggml::kF32, 192)
@@ -785,14 +727,11 @@ TEST(GgufValid, ToOwnedCopiesDeeply) {
   EXPECT_EQ(reader.get("test.i16").to_owned(), MetaValue(int16_t{-30000}));
   EXPECT_EQ(reader.get("test.bool").to_owned(), MetaValue(true));
   EXPECT_EQ(reader.get("test.string").to_owned(), MetaValue("hello, gguf"));
-  EXPECT_EQ(reader.get("test.u32s").to_owned(),
-            MetaValue(make_array(ValueType::kUint32, {uint32_t{1}, uint32_t{2}, uint32_t{3}})));
-  EXPECT_EQ(reader.get("tokenizer.ggml.tokens").to_owned(),
-            MetaValue(make_string_array({"<s>", "", "hello"})));
-  EXPECT_EQ(reader.get("test.nested").to_owned(),
-            MetaValue(make_array(ValueType::kArray,
-                                 {make_array(ValueType::kInt8, {int8_t{1}, int8_t{-1}}),
-                                  make_array(ValueType::kInt8, {})})));
+  EXPECT_EQ(reader.get("test.u32s").to_owned(), MetaValue(make_array(ValueType::kUint32, {uint32_t{1}, uint32_t{2}, uint32_t{3}})));
+  EXPECT_EQ(reader.get("tokenizer.ggml.tokens").to_owned(), MetaValue(make_string_array({"<s>", "", "hello"})));
+  EXPECT_EQ(
+      reader.get("test.nested").to_owned(),
+      MetaValue(make_array(ValueType::kArray, {make_array(ValueType::kInt8, {int8_t{1}, int8_t{-1}}), make_array(ValueType::kInt8, {})})));
   EXPECT_EQ(reader.get("test.empty").to_owned(), MetaValue(make_array(ValueType::kFloat32, {})));
 }
 
@@ -834,10 +773,8 @@ TEST(GgufValid, TypeMismatchNamesBothTypes) {
   const auto mismatch = [](const std::string& expected, const std::string& path) {
     return Rejected(WithMessage(HasSubstr(expected)), WithSubject(HasSubstr(path)));
   };
-  EXPECT_THAT(error_from([&] { reader.get("test.i32").get<uint32_t>(); }),
-              mismatch("expected type UINT32, found INT32", "test.i32"));
-  EXPECT_THAT(error_from([&] { reader.get("test.u8").as_string(); }),
-              mismatch("expected type STRING, found UINT8", "test.u8"));
+  EXPECT_THAT(error_from([&] { reader.get("test.i32").get<uint32_t>(); }), mismatch("expected type UINT32, found INT32", "test.i32"));
+  EXPECT_THAT(error_from([&] { reader.get("test.u8").as_string(); }), mismatch("expected type STRING, found UINT8", "test.u8"));
   EXPECT_THAT(error_from([&] { reader.get("test.u32s")[1].get<int32_t>(); }),
               mismatch("expected type INT32, found UINT32", "test.u32s[1]"));
   EXPECT_THAT(error_from([&] { reader.get("test.u32").size(); }), Optional(_));
@@ -846,8 +783,7 @@ TEST(GgufValid, TypeMismatchNamesBothTypes) {
   EXPECT_THAT(error_from([&] { reader.get("test.big_u64").as_int(); }), Optional(_));
   EXPECT_THAT(error_from([&] { reader.get("test.string").as_number(); }), Optional(_));
   EXPECT_THAT(error_from([&] { reader.get("no.such.key"); }),
-              Rejected(AnyOf(WithMessage(HasSubstr("no.such.key")),
-                             WithSubject(HasSubstr("no.such.key")))));
+              Rejected(AnyOf(WithMessage(HasSubstr("no.such.key")), WithSubject(HasSubstr("no.such.key")))));
 }
 
 TEST(GgufValid, VersionTwoAccepted) {
@@ -943,8 +879,7 @@ TEST(GgufHostile, EveryByteOverwritten) {
       damaged[at] = std::byte{replacement};
       const ExactCopy copy(damaged);
       // Rejection is the expected outcome for most positions; acceptance is fine too.
-      static_cast<void>(
-          error_from([&] { read_everything(Reader::from_memory(copy.span(), kFileName)); }));
+      static_cast<void>(error_from([&] { read_everything(Reader::from_memory(copy.span(), kFileName)); }));
     }
   }
 }
@@ -953,8 +888,7 @@ TEST(GgufHostile, EveryByteOverwritten) {
 
 // Files named ok_* must read completely; files named bad_* must be rejected.
 TEST(GgufCorpus, EverySeedReadsOrIsRejected) {
-  const std::filesystem::path corpus =
-      std::filesystem::path(ARCHREG_SOURCE_DIR) / "tests/fuzz/corpus";
+  const std::filesystem::path corpus = std::filesystem::path(ARCHREG_SOURCE_DIR) / "tests/fuzz/corpus";
   ASSERT_TRUE(std::filesystem::is_directory(corpus)) << corpus;
   int seeds = 0;
   for (const auto& entry : std::filesystem::directory_iterator(corpus)) {

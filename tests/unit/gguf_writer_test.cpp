@@ -42,7 +42,8 @@ TEST(Writer, RoundTripsEveryValueTypeAndStreamsDataInAnyChunking) {
     writer.add("i64", int64_t{-1} << 62);
     writer.add("f64", 0.1);
     writer.add("strings", make_string_array({"a", "", "ccc"}));
-    writer.add("nested", make_array(ValueType::kArray, {make_array(ValueType::kInt32, {int32_t{1}, int32_t{2}}), make_array(ValueType::kInt32, {})}));
+    writer.add("nested",
+               make_array(ValueType::kArray, {make_array(ValueType::kInt32, {int32_t{1}, int32_t{2}}), make_array(ValueType::kInt32, {})}));
     writer.add_tensor("a", 0, shape_a);
     writer.add_tensor("b", 12, shape_b);  // Q4_K
     // Chunks that straddle the tensor boundary.
@@ -74,7 +75,8 @@ TEST(Writer, RoundTripsEveryValueTypeAndStreamsDataInAnyChunking) {
   const Value nested = reader.get("nested");
   EXPECT_EQ(nested[0][1].get<int32_t>(), 2);
   EXPECT_EQ(nested[1].size(), 0u);
-  EXPECT_EQ(nested.to_owned(), MetaValue(make_array(ValueType::kArray, {make_array(ValueType::kInt32, {int32_t{1}, int32_t{2}}), make_array(ValueType::kInt32, {})})));
+  EXPECT_EQ(nested.to_owned(), MetaValue(make_array(ValueType::kArray, {make_array(ValueType::kInt32, {int32_t{1}, int32_t{2}}),
+                                                                        make_array(ValueType::kInt32, {})})));
   ASSERT_EQ(reader.tensors().size(), 2u);
   const auto a = reader.tensor_data(*reader.find_tensor("a"));
   const auto b = reader.tensor_data(*reader.find_tensor("b"));

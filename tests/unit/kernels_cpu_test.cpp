@@ -17,6 +17,7 @@
 //   quantize_row_ref(Q8_0/Q8_1)           exactly ggml's: d = fp16(amax/127), q = roundf(x/d)
 //   quantize_row_ref(Q8_K)                exactly ggml's nearest_int(-127/max * x)
 #include <cpuid.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <bit>
@@ -28,17 +29,14 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "cpu/quants.hpp"
 
 namespace kc = archreg::kernels::cpu;
 
 namespace {
 
-constexpr int32_t kWeightTypes[] = {kc::kF32,  kc::kF16,  kc::kBF16, kc::kQ4_0, kc::kQ4_1,
-                                    kc::kQ5_0, kc::kQ5_1, kc::kQ8_0, kc::kQ2_K, kc::kQ3_K,
-                                    kc::kQ4_K, kc::kQ5_K, kc::kQ6_K, kc::kMXFP4};
+constexpr int32_t kWeightTypes[] = {kc::kF32,  kc::kF16,  kc::kBF16, kc::kQ4_0, kc::kQ4_1, kc::kQ5_0, kc::kQ5_1,
+                                    kc::kQ8_0, kc::kQ2_K, kc::kQ3_K, kc::kQ4_K, kc::kQ5_K, kc::kQ6_K, kc::kMXFP4};
 
 std::string type_name(int32_t t) {
   switch (t) {
@@ -62,12 +60,16 @@ std::string type_name(int32_t t) {
   }
 }
 
-uint16_t u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t u32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
-         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+uint16_t u16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
 }
-double half(const uint8_t* p) { return kc::fp16_to_fp32(u16(p)); }
+uint32_t u32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
+         (static_cast<uint32_t>(p[3]) << 24);
+}
+double half(const uint8_t* p) {
+  return kc::fp16_to_fp32(u16(p));
+}
 void put_half(uint8_t* p, float f) {
   const uint16_t h = kc::fp32_to_fp16(f);
   p[0] = static_cast<uint8_t>(h);
@@ -84,7 +86,12 @@ double decode(int32_t type, const uint8_t* row, int64_t index, double& mag) {
   mag = 0.0;
   auto nibble32 = [&](const uint8_t* qs) { return i < 16 ? (qs[i] & 15) : (qs[i - 16] >> 4); };
   switch (type) {
-    case kc::kF32: { float f; std::memcpy(&f, b, 4); v = f; break; }
+    case kc::kF32: {
+      float f;
+      std::memcpy(&f, b, 4);
+      v = f;
+      break;
+    }
     case kc::kF16: v = half(b); break;
     case kc::kBF16: v = static_cast<double>(std::bit_cast<float>(static_cast<uint32_t>(u16(b)) << 16)); break;
     case kc::kQ4_0: v = (nibble32(b + 2) - 8) * half(b); break;
@@ -179,7 +186,11 @@ std::vector<uint8_t> random_row(int32_t type, int64_t n, std::mt19937_64& rng) {
   for (int64_t k = 0; k < nb; ++k) {
     uint8_t* b = row.data() + static_cast<size_t>(k) * ts;
     switch (type) {
-      case kc::kF32: { const float f = 2.0f * unit(rng); std::memcpy(b, &f, 4); break; }
+      case kc::kF32: {
+        const float f = 2.0f * unit(rng);
+        std::memcpy(b, &f, 4);
+        break;
+      }
       case kc::kF16: put_half(b, 2.0f * unit(rng)); break;
       case kc::kBF16: {
         const uint16_t h = kc::fp32_to_bf16(2.0f * unit(rng));
@@ -187,16 +198,29 @@ std::vector<uint8_t> random_row(int32_t type, int64_t n, std::mt19937_64& rng) {
         b[1] = static_cast<uint8_t>(h >> 8);
         break;
       }
-      case kc::kQ4_0: case kc::kQ5_0: put_half(b, scale(true)); break;
-      case kc::kQ4_1: case kc::kQ5_1: put_half(b, scale(false)); put_half(b + 2, 8.0f * scale(true)); break;
+      case kc::kQ4_0:
+      case kc::kQ5_0: put_half(b, scale(true)); break;
+      case kc::kQ4_1:
+      case kc::kQ5_1:
+        put_half(b, scale(false));
+        put_half(b + 2, 8.0f * scale(true));
+        break;
       case kc::kQ8_0:
         put_half(b, scale(true));
-        for (int j = 2; j < 34; ++j) if (b[j] == 0x80) b[j] = 0x81;  // ggml never writes -128
+        for (int j = 2; j < 34; ++j)
+          if (b[j] == 0x80) b[j] = 0x81;  // ggml never writes -128
         break;
       case kc::kMXFP4: b[0] = static_cast<uint8_t>(118 + byte(rng) % 16); break;
-      case kc::kQ2_K: put_half(b + 80, scale(true)); put_half(b + 82, scale(false)); break;
+      case kc::kQ2_K:
+        put_half(b + 80, scale(true));
+        put_half(b + 82, scale(false));
+        break;
       case kc::kQ3_K: put_half(b + 108, scale(true)); break;
-      case kc::kQ4_K: case kc::kQ5_K: put_half(b, scale(true)); put_half(b + 2, scale(false)); break;
+      case kc::kQ4_K:
+      case kc::kQ5_K:
+        put_half(b, scale(true));
+        put_half(b + 2, scale(false));
+        break;
       case kc::kQ6_K: put_half(b + 208, scale(true)); break;
       default: throw std::logic_error("random_row: type");
     }
@@ -249,13 +273,15 @@ bool cpu_has_avx2_fma_f16c() {
 // ---------------------------------------------------------------------------------------------
 
 TEST(KernelCpuTypes, SizesMatchGgml) {
-  struct Row { int32_t type; int64_t block; size_t bytes; };
-  const Row rows[] = {{kc::kF32, 1, 4},     {kc::kF16, 1, 2},      {kc::kBF16, 1, 2},
-                      {kc::kQ4_0, 32, 18},  {kc::kQ4_1, 32, 20},   {kc::kQ5_0, 32, 22},
-                      {kc::kQ5_1, 32, 24},  {kc::kQ8_0, 32, 34},   {kc::kQ8_1, 32, 36},
-                      {kc::kQ2_K, 256, 84}, {kc::kQ3_K, 256, 110}, {kc::kQ4_K, 256, 144},
-                      {kc::kQ5_K, 256, 176}, {kc::kQ6_K, 256, 210}, {kc::kQ8_K, 256, 292},
-                      {kc::kMXFP4, 32, 17}};
+  struct Row {
+    int32_t type;
+    int64_t block;
+    size_t bytes;
+  };
+  const Row rows[] = {{kc::kF32, 1, 4},      {kc::kF16, 1, 2},      {kc::kBF16, 1, 2},     {kc::kQ4_0, 32, 18},
+                      {kc::kQ4_1, 32, 20},   {kc::kQ5_0, 32, 22},   {kc::kQ5_1, 32, 24},   {kc::kQ8_0, 32, 34},
+                      {kc::kQ8_1, 32, 36},   {kc::kQ2_K, 256, 84},  {kc::kQ3_K, 256, 110}, {kc::kQ4_K, 256, 144},
+                      {kc::kQ5_K, 256, 176}, {kc::kQ6_K, 256, 210}, {kc::kQ8_K, 256, 292}, {kc::kMXFP4, 32, 17}};
   for (const Row& r : rows) {
     EXPECT_EQ(kc::block_size(r.type), r.block) << type_name(r.type);
     EXPECT_EQ(kc::type_size(r.type), r.bytes) << type_name(r.type);
@@ -335,9 +361,9 @@ TEST(KernelCpuConvert, FloatToHalfRoundsToNearestEven) {
     const float f = std::bit_cast<float>(u);
     ASSERT_EQ(kc::fp32_to_fp16(f), expected(f)) << f;
   }
-  const float specials[] = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 1e9f, 1.0f + 0x1p-11f,
-                            1.0f + 3 * 0x1p-11f, 0x1p-25f, 0x1.0002p-25f, 0x1p-24f, 1.5f * 0x1p-24f,
-                            2.5f * 0x1p-24f, 0x1p-14f, 0x1.ffcp-15f, 1e-30f};
+  const float specials[] = {
+      0.0f,     -0.0f,         65504.0f, 65519.99f,       65520.0f,        1e9f,     1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f,
+      0x1p-25f, 0x1.0002p-25f, 0x1p-24f, 1.5f * 0x1p-24f, 2.5f * 0x1p-24f, 0x1p-14f, 0x1.ffcp-15f,    1e-30f};
   for (float f : specials) EXPECT_EQ(kc::fp32_to_fp16(f), expected(f)) << f;
   EXPECT_EQ(kc::fp32_to_fp16(65520.0f), 0x7C00);
   EXPECT_EQ(kc::fp32_to_fp16(1.0f + 0x1p-11f), 0x3C00);  // tie -> even
@@ -347,9 +373,7 @@ TEST(KernelCpuConvert, FloatToHalfRoundsToNearestEven) {
 }
 
 TEST(KernelCpuConvert, Bf16RoundsToNearestEvenAndQuietsNaN) {
-  auto bf_value = [](uint32_t code) {
-    return code >= 0x7F80u ? 0x1p128 : static_cast<double>(std::bit_cast<float>(code << 16));
-  };
+  auto bf_value = [](uint32_t code) { return code >= 0x7F80u ? 0x1p128 : static_cast<double>(std::bit_cast<float>(code << 16)); };
   std::mt19937_64 rng(2);
   std::uniform_int_distribution<uint32_t> bits(0, 0xFFFFFFFFu);
   for (int k = 0; k < 200000; ++k) {
@@ -521,10 +545,10 @@ TEST(KernelCpuQuantize, DispatchedQ8MatchesGgmlAvx2Formula) {
 
 TEST(KernelCpuQuantize, Q8_KFollowsGgmlsReference) {
   std::vector<float> x(512, 0.0f);
-  x[0] = 127.0f;  // max is positive: iscale = -1, d = -1
-  x[1] = 2.5f;    // nearest_int(-2.5) = -2 (ties to even)
-  x[2] = 3.5f;    // -4
-  x[3] = -127.0f; // same magnitude later: the first one sets the sign
+  x[0] = 127.0f;    // max is positive: iscale = -1, d = -1
+  x[1] = 2.5f;      // nearest_int(-2.5) = -2 (ties to even)
+  x[2] = 3.5f;      // -4
+  x[3] = -127.0f;   // same magnitude later: the first one sets the sign
   x[256] = -50.0f;  // second block: max negative -> iscale = 2.54, d > 0
   x[257] = 25.0f;   // 63.5: a tie, to even (64)
   std::vector<uint8_t> q(2 * 292);
@@ -556,8 +580,7 @@ TEST(KernelCpuQuantize, Q8_KFollowsGgmlsReference) {
       EXPECT_EQ(static_cast<int16_t>(u16(b + 260 + 2 * g)), sum);
     }
     for (int j = 0; j < 256; ++j) {
-      EXPECT_LE(std::fabs(r[static_cast<size_t>(256 * ib + j)] - d * static_cast<int8_t>(b[4 + j])),
-                0.5 * std::fabs(d) * (1 + 1e-6));
+      EXPECT_LE(std::fabs(r[static_cast<size_t>(256 * ib + j)] - d * static_cast<int8_t>(b[4 + j])), 0.5 * std::fabs(d) * (1 + 1e-6));
     }
   }
 }
@@ -604,8 +627,7 @@ DotCheck reference_dot(int32_t type, int64_t n, const std::vector<uint8_t>& w, c
   }
   if (at == kc::kQ8_1) {
     for (int64_t ib = 0; ib < n / 32; ++ib) {
-      c.extra += 0x1p-9 * std::fabs(half(w.data() + kc::type_size(type) * ib + 2)) *
-                 std::fabs(half(a.data() + 36 * ib + 2));
+      c.extra += 0x1p-9 * std::fabs(half(w.data() + kc::type_size(type) * ib + 2)) * std::fabs(half(a.data() + 36 * ib + 2));
     }
   }
   return c;

@@ -2,14 +2,14 @@
 // unfused files bind to byte-identical logical tensors (DESIGN.md invariants 2 and 3). The
 // fixtures are written by gguf-py (tests/fixtures/make_fixtures.py, run by ctest first), so
 // the fused files are fused independently of archreg's own fusion code.
+#include "runtime/model.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
-#include "runtime/model.hpp"
 #include "test_support.hpp"
 
 namespace archreg::runtime {
@@ -22,14 +22,16 @@ const std::filesystem::path kFixtures = ARCHREG_FIXTURE_DIR;
 const std::filesystem::path kPlugins = ARCHREG_TEST_PLUGIN_DIR;
 
 registry::Registry make_registry(std::vector<std::filesystem::path> plugin_dirs = {ARCHREG_BUILD_PLUGIN_DIR}) {
-  return registry::Registry({{testing::source_dir() / "arch-specs", testing::source_dir() / "tests" / "fixtures" / "toy-specs"}, std::move(plugin_dirs)});
+  return registry::Registry(
+      {{testing::source_dir() / "arch-specs", testing::source_dir() / "tests" / "fixtures" / "toy-specs"}, std::move(plugin_dirs)});
 }
 
 // Every fixture pair (unfused, fused) that the fixture index lists as valid, of the runnable archs
 // (validate-only archs, whose plugin has no forward pass, do not load as models).
 std::vector<std::pair<std::string, std::string>> fixture_pairs(registry::Registry& registry) {
   std::ifstream in(kFixtures / "fixtures.json");
-  if (!in) throw std::runtime_error("no " + (kFixtures / "fixtures.json").string() + ": run ctest (its generate_fixtures step writes them)");
+  if (!in)
+    throw std::runtime_error("no " + (kFixtures / "fixtures.json").string() + ": run ctest (its generate_fixtures step writes them)");
   const nlohmann::json index = nlohmann::json::parse(in);
   std::vector<std::pair<std::string, std::string>> pairs;
   for (const auto& entry : index) {

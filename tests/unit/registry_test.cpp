@@ -1,7 +1,8 @@
+#include "registry/registry.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "registry/registry.hpp"
 #include "test_support.hpp"
 
 namespace archreg::registry {
@@ -65,7 +66,8 @@ TEST(Registry, UnknownArchListsTheKnownOnes) {
     require_runnable(registry, "mamba9");
     FAIL() << "an unknown arch must not run";
   } catch (const RegistryError& error) {
-    EXPECT_THAT(error.what(), AllOf(HasSubstr("unsupported model architecture 'mamba9'; known: "), HasSubstr("qwen3moe"), HasSubstr("toymoe")));
+    EXPECT_THAT(error.what(),
+                AllOf(HasSubstr("unsupported model architecture 'mamba9'; known: "), HasSubstr("qwen3moe"), HasSubstr("toymoe")));
   }
 }
 
@@ -83,17 +85,20 @@ TEST(Registry, RefusesAVersionOnePluginNamingBothVersions) {
 
 TEST(Registry, RefusesALibraryWithoutTheEntryPoint) {
   Registry registry = make({kPlugins / "no-entry"});
-  EXPECT_THAT(open_error(registry, "toymoe"), AllOf(HasSubstr("archreg-no-entry.so"), HasSubstr("exports no 'archreg_plugin' entry point")));
+  EXPECT_THAT(open_error(registry, "toymoe"),
+              AllOf(HasSubstr("archreg-no-entry.so"), HasSubstr("exports no 'archreg_plugin' entry point")));
 }
 
 TEST(Registry, CatchesAPluginThatThrowsWhileRegistering) {
   Registry registry = make({kPlugins / "throwing"});
-  EXPECT_THAT(open_error(registry, "toymoe"), AllOf(HasSubstr("archreg-throwing.so"), HasSubstr("threw while registering: registration exploded")));
+  EXPECT_THAT(open_error(registry, "toymoe"),
+              AllOf(HasSubstr("archreg-throwing.so"), HasSubstr("threw while registering: registration exploded")));
 }
 
 TEST(Registry, RefusesAPluginThatDisagreesWithItsManifest) {
   Registry registry = make({kPlugins / "mismatch"});
-  EXPECT_THAT(open_error(registry, "toymoe"), AllOf(HasSubstr("archreg-mismatch.so"), HasSubstr("serves [otherarch]"), HasSubstr("lists [toymoe]")));
+  EXPECT_THAT(open_error(registry, "toymoe"),
+              AllOf(HasSubstr("archreg-mismatch.so"), HasSubstr("serves [otherarch]"), HasSubstr("lists [toymoe]")));
 }
 
 TEST(Registry, RefusesALibraryThatCannotBeOpened) {
@@ -103,7 +108,8 @@ TEST(Registry, RefusesALibraryThatCannotBeOpened) {
 
 TEST(Registry, TwoPluginsForOneArchInOneDirectoryIsAnError) {
   testing::TempDir dir;
-  for (const auto& [from, name] : {std::pair{kPlugins / "toy", "archreg-toymoe"}, std::pair{kPlugins / "duplicate", "archreg-toymoe-again"}}) {
+  for (const auto& [from, name] :
+       {std::pair{kPlugins / "toy", "archreg-toymoe"}, std::pair{kPlugins / "duplicate", "archreg-toymoe-again"}}) {
     for (const char* extension : {".archs", ".so"}) {
       std::filesystem::create_symlink(from / (std::string(name) + extension), dir / (std::string(name) + extension));
     }
@@ -112,7 +118,8 @@ TEST(Registry, TwoPluginsForOneArchInOneDirectoryIsAnError) {
   const ArchInfo info = registry.info("toymoe");
   EXPECT_EQ(info.state, ArchState::kBroken);
   ASSERT_EQ(info.problems.size(), 1u);
-  EXPECT_THAT(info.problems[0], AllOf(HasSubstr("claimed by 2 plugins"), HasSubstr("archreg-toymoe.so"), HasSubstr("archreg-toymoe-again.so")));
+  EXPECT_THAT(info.problems[0],
+              AllOf(HasSubstr("claimed by 2 plugins"), HasSubstr("archreg-toymoe.so"), HasSubstr("archreg-toymoe-again.so")));
   EXPECT_THAT(open_error(registry, "toymoe"), HasSubstr("claimed by 2 plugins"));
 }
 

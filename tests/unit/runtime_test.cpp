@@ -56,7 +56,8 @@ TEST(RuntimeOps, SoftmaxSumsToOneAndKeepsOrder) {
   double sum = 0.0;
   for (size_t i = 0; i < x.size(); ++i) {
     sum += x[i];
-    EXPECT_NEAR(x[i], std::exp(original[i] - 100.0f) / (1.0 + 2 * std::exp(-97.0) + std::exp(-99.0) + std::exp(-102.0) + std::exp(-200.0)), 1e-6);
+    EXPECT_NEAR(x[i], std::exp(original[i] - 100.0f) / (1.0 + 2 * std::exp(-97.0) + std::exp(-99.0) + std::exp(-102.0) + std::exp(-200.0)),
+                1e-6);
   }
   EXPECT_NEAR(sum, 1.0, 1e-6);
 }

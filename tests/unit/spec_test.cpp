@@ -1,8 +1,9 @@
+#include "spec/spec.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "fusion/fusion.hpp"
-#include "spec/spec.hpp"
 
 namespace archreg::spec {
 namespace {
@@ -101,7 +102,8 @@ TEST(Spec, RejectsStructuralMistakes) {
               Contains(HasSubstr("duplicate tensor 'attn_q.weight'")));
   EXPECT_THAT(problems_of(with(kMinimal, "layers: n_layer", "layers: n_layer\nextras: 1")), Contains(HasSubstr("unknown key 'extras'")));
   EXPECT_THAT(problems_of(with(kMinimal, "default: 4 * n_embd", "default: 4 * n_q2")), Contains(HasSubstr("unknown name 'n_q2'")));
-  EXPECT_THAT(problems_of(with(kMinimal, "{ value: n_head * 8 }", "{ value: n_ff * 8 }")), ::testing::IsEmpty());  // forward references are fine
+  EXPECT_THAT(problems_of(with(kMinimal, "{ value: n_head * 8 }", "{ value: n_ff * 8 }")),
+              ::testing::IsEmpty());  // forward references are fine
   EXPECT_THAT(problems_of(with(with(kMinimal, "default: 4 * n_embd", "default: n_q"), "{ value: n_head * 8 }", "{ value: n_ff }")),
               Contains(HasSubstr("depends on itself")));
   EXPECT_THAT(problems_of(with(kMinimal, "token_embd: [n_embd, 100]", "token_embd: [n_embd, layer]")),
@@ -112,14 +114,17 @@ TEST(Spec, RejectsStructuralMistakes) {
 }
 
 TEST(Spec, RejectsInconsistentFusableGroups) {
-  EXPECT_THAT(problems_of(with(kMinimal, "parts: [attn_q, attn_k]", "parts: [attn_q, attn_x]")), Contains(HasSubstr("part 'attn_x' is not a declared tensor")));
-  EXPECT_THAT(problems_of(with(kMinimal, "attn_k:      [n_embd, n_q]", "attn_k:      [n_q, n_q]")), Contains(HasSubstr("differ off the fusion axis")));
+  EXPECT_THAT(problems_of(with(kMinimal, "parts: [attn_q, attn_k]", "parts: [attn_q, attn_x]")),
+              Contains(HasSubstr("part 'attn_x' is not a declared tensor")));
+  EXPECT_THAT(problems_of(with(kMinimal, "attn_k:      [n_embd, n_q]", "attn_k:      [n_q, n_q]")),
+              Contains(HasSubstr("differ off the fusion axis")));
   EXPECT_THAT(problems_of(with(kMinimal, "axis: 1", "axis: 3")), Contains(HasSubstr("axis 3 is out of range")));
   EXPECT_THAT(problems_of(with(kMinimal, "  attn_k.bias: { shape: [n_q], optional: true }\n", "")),
               Contains(HasSubstr("every part needs the same suffixes")));
   EXPECT_THAT(problems_of(with(kMinimal, "  attn_k:      [n_embd, n_q]", "  attn_k:      { shape: [n_embd, n_q], when: layer > 0 }")),
               Contains(HasSubstr("different presence rules")));
-  EXPECT_THAT(problems_of(with(kMinimal, "parts: [attn_q, attn_k]", "parts: [attn_q, ffn_up]")), Contains(HasSubstr("different presence rules")));
+  EXPECT_THAT(problems_of(with(kMinimal, "parts: [attn_q, attn_k]", "parts: [attn_q, ffn_up]")),
+              Contains(HasSubstr("different presence rules")));
   EXPECT_THAT(problems_of(with(kMinimal, "  attn_k.bias: { shape: [n_q], optional: true }\n",
                                "  attn_k.bias: { shape: [n_q], optional: true }\n  attn_qk: [n_embd, n_q]\n")),
               Contains(HasSubstr("is derived from the parts and must not be declared")));

@@ -1,12 +1,11 @@
 // Small helpers shared by the unit tests.
 #pragma once
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace archreg::testing {
 
@@ -37,6 +36,8 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-inline std::filesystem::path source_dir() { return ARCHREG_SOURCE_DIR; }
+inline std::filesystem::path source_dir() {
+  return ARCHREG_SOURCE_DIR;
+}
 
 }  // namespace archreg::testing

@@ -1,3 +1,5 @@
+#include "validate/validate.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -7,7 +9,6 @@
 #include "gguf/writer.hpp"
 #include "spec/spec.hpp"
 #include "test_support.hpp"
-#include "validate/validate.hpp"
 
 namespace archreg::validate {
 namespace {
@@ -48,10 +49,10 @@ using Metadata = std::function<void(gguf::Writer&)>;
 
 // Two layers, head counts per layer {1, 2}, layer 0 dense, unfused, split kv form.
 Tensors base_tensors() {
-  return {{"token_embd.weight", {32, 10}},       {"blk.0.attn_q.weight", {32, 32}},     {"blk.0.attn_k.weight", {32, 32}},
-          {"blk.0.k_b.weight", {32, 32}},        {"blk.0.v_b.weight", {32, 32}},        {"blk.0.ffn.weight", {32, 64}},
-          {"blk.1.attn_q.weight", {32, 64}},     {"blk.1.attn_k.weight", {32, 64}},     {"blk.1.k_b.weight", {32, 32}},
-          {"blk.1.v_b.weight", {32, 32}},        {"blk.1.exps_gate.weight", {32, 16, 4}}, {"blk.1.exps_up.weight", {32, 16, 4}}};
+  return {{"token_embd.weight", {32, 10}},   {"blk.0.attn_q.weight", {32, 32}},       {"blk.0.attn_k.weight", {32, 32}},
+          {"blk.0.k_b.weight", {32, 32}},    {"blk.0.v_b.weight", {32, 32}},          {"blk.0.ffn.weight", {32, 64}},
+          {"blk.1.attn_q.weight", {32, 64}}, {"blk.1.attn_k.weight", {32, 64}},       {"blk.1.k_b.weight", {32, 32}},
+          {"blk.1.v_b.weight", {32, 32}},    {"blk.1.exps_gate.weight", {32, 16, 4}}, {"blk.1.exps_up.weight", {32, 16, 4}}};
 }
 
 void base_metadata(gguf::Writer& w) {
@@ -126,7 +127,8 @@ TEST_F(ValidateTest, FusedLayersValidateAndMixingIsReported) {
   const Report mixed = run(fuse_qk(base_tensors(), 1, 128));
   EXPECT_THAT(codes(mixed), ElementsAre("partial_fusion attn_qk"));
   EXPECT_EQ(mixed.groups[0].state(), "mixed");
-  EXPECT_THAT(codes(run(fuse_qk(base_tensors(), 1, 100))), UnorderedElementsAre("partial_fusion attn_qk", "wrong_shape blk.1.attn_qk.weight"));
+  EXPECT_THAT(codes(run(fuse_qk(base_tensors(), 1, 100))),
+              UnorderedElementsAre("partial_fusion attn_qk", "wrong_shape blk.1.attn_qk.weight"));
   Tensors doubled = base_tensors();
   doubled.push_back({"blk.1.attn_qk.weight", {32, 128}});
   EXPECT_THAT(codes(run(doubled)), ElementsAre("fused_and_unfused blk.1.attn_qk.weight"));
@@ -138,7 +140,7 @@ TEST_F(ValidateTest, ConditionsByLayerAndAlternatives) {
   tensors = without(tensors, "blk.0.v_b.weight");     // half of the split form
   tensors.push_back({"blk.1.kv.weight", {32, 64}});   // both forms in layer 1: the first listed wins
   EXPECT_THAT(codes(run(tensors)), UnorderedElementsAre("unexpected_tensor blk.1.ffn.weight", "missing_tensor blk.0.v_b.weight",
-                                                       "unexpected_tensor blk.1.k_b.weight", "unexpected_tensor blk.1.v_b.weight"));
+                                                        "unexpected_tensor blk.1.k_b.weight", "unexpected_tensor blk.1.v_b.weight"));
   Tensors legacy = without(without(base_tensors(), "blk.0.k_b.weight"), "blk.0.v_b.weight");
   legacy.push_back({"blk.0.kv.weight", {32, 64}});
   EXPECT_THAT(codes(run(legacy)), ElementsAre());
@@ -168,7 +170,8 @@ TEST_F(ValidateTest, HyperparameterProblemsAreReportedOnceNotPerTensor) {
     w.add("unit.leading_dense_block_count", uint32_t{1});
     w.add("unit.eps", 1.0);  // FLOAT64 where the spec says f32
   });
-  EXPECT_THAT(codes(wrong), UnorderedElementsAre("hparam_type unit.embedding_length", "hparam_type unit.eps", "hparam_value unit.attention.head_count"));
+  EXPECT_THAT(codes(wrong),
+              UnorderedElementsAre("hparam_type unit.embedding_length", "hparam_type unit.eps", "hparam_value unit.attention.head_count"));
   EXPECT_EQ(wrong.findings[0].expected, "UINT32");
   EXPECT_EQ(wrong.findings[0].found, "INT32");
 }
