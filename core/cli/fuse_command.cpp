@@ -90,12 +90,13 @@ struct Options {
 };
 
 // The output must validate and store every rewritten group in the requested form.
-void verify_output(const std::filesystem::path& temporary, const std::string& output, const spec::Spec& spec,
-                   const registry::Plugin& plugin, const fusion::RewritePlan& plan) {
+void verify_output(const std::filesystem::path& temporary, const std::string& output, const spec::Spec& spec, const plugin::Plugin& plugin,
+                   const fusion::RewritePlan& plan) {
   const gguf::Reader reader = gguf::Reader::open(temporary);
-  validate::Report report = validate::validate(reader, spec, &plugin);
-  std::vector<validate::Finding> problems;
-  for (const validate::Finding& f : report.findings) {
+  const validate::PluginHooks hooks = plugin.hooks(spec.arch);
+  validate::Report report = validate::validate(reader, spec, &hooks);
+  std::vector<report::Finding> problems;
+  for (const report::Finding& f : report.findings) {
     // Groups left fused as they were may still be unrunnable by the plugin; that is not new.
     if (plan.direction == fusion::Direction::kUnfuse && f.code == "unsupported_fusion") continue;
     problems.push_back(f);

@@ -32,7 +32,7 @@ std::vector<Row> collect(registry::Registry& registry) {
     Row row{std::move(info), {}};
     if (row.info.state == registry::ArchState::kRunnable) {
       try {
-        const registry::Plugin* plugin = registry.plugin(row.info.arch);
+        const plugin::Plugin* plugin = registry.plugin(row.info.arch);
         row.fused = plugin->fused_groups();
         if (!plugin->has_forward()) row.info.state = registry::ArchState::kValidateOnly;
       } catch (const registry::RegistryError& error) {

@@ -4,8 +4,8 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
-#include "fusion/fusion.hpp"
 #include "gguf/error.hpp"
+#include "spec/fused_forms.hpp"
 #include "spec/spec.hpp"
 
 namespace archreg::cli {
@@ -22,7 +22,7 @@ void add_spec_command(CLI::App& app, int& exit_code) {
       try {
         const spec::Spec spec = spec::load_spec(file);
         std::vector<std::string> groups;
-        for (const fusion::FusedForm& form : spec.fused_forms) groups.push_back(form.base);
+        for (const spec::FusedForm& form : spec.fused_forms) groups.push_back(form.base);
         fmt::print("{}: ok: arch {}, {} hyperparameters, {} tensors, fusable: {}\n", gguf::printable(file), gguf::printable(spec.arch),
                    spec.hparams.size(), spec.tensors.size(),
                    groups.empty() ? "none" : gguf::printable(fmt::format("{}", fmt::join(groups, ", "))));

@@ -17,7 +17,7 @@ using json = nlohmann::ordered_json;
 constexpr std::string_view kArchKey = "general.architecture";
 
 // Findings about general.architecture itself, before any spec can be chosen.
-validate::Report arch_problem(const gguf::Reader& reader, validate::Finding finding) {
+validate::Report arch_problem(const gguf::Reader& reader, report::Finding finding) {
   validate::Report report;
   report.file = reader.path();
   report.findings.push_back(std::move(finding));
@@ -46,7 +46,10 @@ validate::Report check(const gguf::Reader& reader, registry::Registry& registry)
     report.arch = arch;
     return report;
   }
-  return validate::validate(reader, *spec, registry.plugin(arch));
+  const plugin::Plugin* plugin = registry.plugin(arch);
+  if (plugin == nullptr) return validate::validate(reader, *spec);
+  const validate::PluginHooks hooks = plugin->hooks(arch);
+  return validate::validate(reader, *spec, &hooks);
 }
 
 // Strings in a report come from the file and the spec (names, messages quoting them).
@@ -66,7 +69,7 @@ void print_json(const validate::Report& report) {
   doc["arch"] = report.arch ? json(for_json(*report.arch)) : json(nullptr);
   doc["valid"] = report.valid();
   json findings = json::array();
-  for (const validate::Finding& f : report.findings) {
+  for (const report::Finding& f : report.findings) {
     findings.push_back({{"code", for_json(f.code)},
                         {"subject", for_json(f.subject)},
                         {"message", for_json(f.message)},
@@ -108,7 +111,7 @@ void print_text(const validate::Report& report) {
     for (const validate::GroupReport& g : report.groups) groups.push_back(fmt::format("{} {}", for_terminal(g.name), g.state()));
     out += fmt::format("  fusable groups: {}\n", fmt::join(groups, ", "));
   }
-  for (const validate::Finding& f : report.findings) {
+  for (const report::Finding& f : report.findings) {
     out += fmt::format("  {:<18} {}: {}", for_terminal(f.code), for_terminal(f.subject), for_terminal(f.message));
     if (f.expected && f.found) out += fmt::format(" (expected {}, found {})", for_terminal(*f.expected), for_terminal(*f.found));
     out += '\n';

@@ -10,13 +10,16 @@
 #include <map>
 #include <set>
 
-#include "fusion/fusion.hpp"
 #include "gguf/writer.hpp"
-#include "validate/hparams.hpp"
+#include "hparams/hparams.hpp"
+#include "spec/fused_forms.hpp"
 #include "validate/validate.hpp"
 
 namespace archreg::fusion {
 namespace {
+
+using spec::FusedForm;
+using spec::FusedTensor;
 
 // Bytes covered by `extent` indices along `axis` of a tensor shaped like `t` (one slice above).
 uint64_t bytes_along(const gguf::TensorInfo& t, int axis, uint64_t extent) {
@@ -48,14 +51,14 @@ std::string join(const std::vector<std::string>& items) {
 
 class Planner {
  public:
-  Planner(const gguf::Reader& input, const spec::Spec& spec, const registry::Plugin& plugin, const RewriteRequest& request)
+  Planner(const gguf::Reader& input, const spec::Spec& spec, const plugin::Plugin& plugin, const RewriteRequest& request)
       : input_(input), spec_(spec), plugin_(plugin), request_(request), fuse_(request.direction == Direction::kFuse) {}
 
   RewritePlan run() {
     require_valid_input();
     plan_.direction = request_.direction;
-    std::vector<validate::Finding> ignored;  // the input validated
-    const validate::Hparams hparams = validate::Hparams::bind(spec_, input_, ignored);
+    std::vector<report::Finding> ignored;  // the input validated
+    const hparams::Hparams hparams = hparams::Hparams::bind(spec_, input_, ignored);
     hparams_ = &hparams;
     for (const FusedForm* form : selected_forms()) {
       plan_.groups.push_back(form->base);
@@ -70,9 +73,10 @@ class Planner {
   const spec::FusableGroup& group_of(const FusedForm& form) const { return spec_.fusable[form.group]; }
 
   void require_valid_input() {
-    report_ = validate::validate(input_, spec_, &plugin_);
-    std::vector<validate::Finding> blocking;
-    for (validate::Finding& f : report_.findings) {
+    const validate::PluginHooks hooks = plugin_.hooks(spec_.arch);
+    report_ = validate::validate(input_, spec_, &hooks);
+    std::vector<report::Finding> blocking;
+    for (report::Finding& f : report_.findings) {
       // A fused form the plugin cannot run is exactly what unfuse is for.
       if (!fuse_ && f.code == "unsupported_fusion") continue;
       blocking.push_back(f);
@@ -180,7 +184,7 @@ class Planner {
       }
       std::vector<std::vector<uint64_t>> shapes;
       for (const gguf::TensorInfo* t : parts) shapes.emplace_back(t->shape().begin(), t->shape().end());
-      const std::optional<Layout> fused_layout = layout(shapes, fused.axis);
+      const std::optional<spec::FusedLayout> fused_layout = spec::fused_layout(shapes, fused.axis);
       if (!fused_layout)
         throw RewriteError(fmt::format("cannot fuse '{}': its parts disagree off axis {}", form.gguf_name(fused, where), fused.axis));
       OutputTensor out;
@@ -270,11 +274,11 @@ class Planner {
 
   const gguf::Reader& input_;
   const spec::Spec& spec_;
-  const registry::Plugin& plugin_;
+  const plugin::Plugin& plugin_;
   const RewriteRequest& request_;
   const bool fuse_;
   validate::Report report_;
-  const validate::Hparams* hparams_ = nullptr;
+  const hparams::Hparams* hparams_ = nullptr;
   RewritePlan plan_;
   std::vector<std::vector<OutputTensor>> units_;
   std::map<size_t, size_t> unit_of_;  // input tensor index -> unit
@@ -291,7 +295,7 @@ struct FileDescriptor {
 
 }  // namespace
 
-RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, const registry::Plugin& plugin, const RewriteRequest& request) {
+RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, const plugin::Plugin& plugin, const RewriteRequest& request) {
   return Planner(input, spec, plugin, request).run();
 }
 

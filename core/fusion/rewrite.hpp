@@ -16,17 +16,17 @@
 #include <vector>
 
 #include "gguf/reader.hpp"
-#include "registry/registry.hpp"
+#include "plugin/host.hpp"
+#include "report/finding.hpp"
+#include "report/refusal.hpp"
 #include "spec/spec.hpp"
-#include "validate/finding.hpp"
-#include "validate/refusal.hpp"
 
 namespace archreg::fusion {
 
 enum class Direction { kFuse, kUnfuse };
 
 // A refusal: nothing is written. Findings are listed when the input does not validate.
-using RewriteError = validate::Refusal;
+using RewriteError = report::Refusal;
 
 struct RewriteRequest {
   Direction direction = Direction::kFuse;
@@ -61,7 +61,7 @@ struct RewritePlan {
 // that a consumer could not run: an input that does not validate, groups the spec does not
 // declare or the plugin cannot run fused, input already fused (fuse) or not fused (unfuse),
 // parts of one group stored in different types.
-RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, const registry::Plugin& plugin, const RewriteRequest& request);
+RewritePlan plan_rewrite(const gguf::Reader& input, const spec::Spec& spec, const plugin::Plugin& plugin, const RewriteRequest& request);
 
 struct ExecuteOptions {
   bool overwrite = false;

@@ -10,51 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "gguf/reader.hpp"
-#include "plugin/abi.h"
+#include "plugin/host.hpp"
 #include "registry/spec_catalog.hpp"
 #include "spec/spec.hpp"
-#include "validate/finding.hpp"
-
-namespace archreg::validate {
-class Hparams;
-}
 
 namespace archreg::registry {
-
-// An opened plugin library. Keeps the library loaded while it lives.
-class Plugin {
- public:
-  ~Plugin();
-  Plugin(const Plugin&) = delete;
-  Plugin& operator=(const Plugin&) = delete;
-
-  const std::string& name() const { return name_; }
-  const std::filesystem::path& file() const { return file_; }
-  const std::vector<std::string>& archs() const { return archs_; }
-  const std::vector<std::string>& fused_groups() const { return fused_groups_; }
-  bool runs_fused(const std::string& group) const;
-  // Whether the plugin has a forward pass (ABI v2 `build`); without one its archs are
-  // validate-only.
-  bool has_forward() const { return descriptor_->build != nullptr; }
-  // Calls the plugin's build (only when has_forward()).
-  int build(const archreg_graph_api_v2* api, archreg_graph* graph, const char* arch) const { return descriptor_->build(api, graph, arch); }
-
-  // Runs the plugin's own checks (if it has any) on a file of `arch`; findings are appended.
-  void check(const std::string& arch, const gguf::Reader& reader, const spec::Spec& spec, const validate::Hparams& hparams,
-             std::vector<validate::Finding>& findings) const;
-
- private:
-  friend class Registry;
-  Plugin() = default;
-  struct Library;
-  std::unique_ptr<Library> library_;
-  const archreg_plugin_v2* descriptor_ = nullptr;
-  std::string name_;
-  std::filesystem::path file_;
-  std::vector<std::string> archs_;
-  std::vector<std::string> fused_groups_;
-};
 
 enum class ArchState { kRunnable, kValidateOnly, kBroken };
 
@@ -93,7 +53,7 @@ class Registry {
   // The arch's plugin, opened on first use; nullptr if it has none. Throws RegistryError naming
   // the file when the plugin cannot be used: it fails to open, lacks the entry point, has
   // another ABI version, throws or fails while registering, or disagrees with its manifest.
-  const Plugin* plugin(const std::string& arch);
+  const plugin::Plugin* plugin(const std::string& arch);
 
  private:
   struct Manifest {
@@ -106,20 +66,20 @@ class Registry {
     std::filesystem::path manifest;
     std::string problem;
   };
-  std::unique_ptr<Plugin> open(const Manifest& manifest) const;
+  std::unique_ptr<plugin::Plugin> open(const Manifest& manifest) const;
 
   SpecCatalog specs_;
   std::vector<Manifest> manifests_;
   std::vector<UnreadableManifest> unreadable_manifests_;
   std::map<std::string, std::vector<size_t>> plugin_index_;  // arch -> manifests claiming it
-  std::map<std::filesystem::path, std::unique_ptr<Plugin>> opened_;
+  std::map<std::filesystem::path, std::unique_ptr<plugin::Plugin>> opened_;
 };
 
 // "unsupported model architecture 'x'; known: a, b, c" and friends: the refusal of running a
 // file, before any weight is touched. Returns the spec and plugin when the arch can run.
 struct Runnable {
   const spec::Spec* spec;
-  const Plugin* plugin;
+  const plugin::Plugin* plugin;
 };
 // With need_forward, a plugin without a forward pass is refused too (fuse needs only the
 // plugin's list of fused groups).

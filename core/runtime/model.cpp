@@ -4,8 +4,8 @@
 
 #include <cstring>
 
-#include "fusion/fusion.hpp"
-#include "validate/hparams.hpp"
+#include "hparams/hparams.hpp"
+#include "spec/fused_forms.hpp"
 #include "validate/validate.hpp"
 
 namespace archreg::runtime {
@@ -30,7 +30,7 @@ TensorView whole(const gguf::Reader& reader, const gguf::TensorInfo& t, std::str
 
 class Binder {
  public:
-  Binder(const gguf::Reader& reader, const spec::Spec& spec, const validate::Hparams& hparams)
+  Binder(const gguf::Reader& reader, const spec::Spec& spec, const hparams::Hparams& hparams)
       : reader_(reader), spec_(spec), hparams_(hparams) {}
 
   std::vector<TensorView> bind() {
@@ -44,9 +44,9 @@ class Binder {
     const bool per_layer = layer.has_value();
     const int64_t where = layer.value_or(0);
     std::vector<bool> bound(spec_.tensors.size(), false);
-    for (const fusion::FusedForm& form : spec_.fused_forms) {
+    for (const spec::FusedForm& form : spec_.fused_forms) {
       if (form.per_layer != per_layer || (form.when && hparams_.eval(*form.when, layer) == 0)) continue;
-      for (const fusion::FusedTensor& fused : form.tensors) {
+      for (const spec::FusedTensor& fused : form.tensors) {
         const gguf::TensorInfo* stored = reader_.find_tensor(form.gguf_name(fused, where));
         if (stored == nullptr) continue;
         const TensorView all = whole(reader_, *stored, std::string(stored->name));
@@ -88,7 +88,7 @@ class Binder {
 
   const gguf::Reader& reader_;
   const spec::Spec& spec_;
-  const validate::Hparams& hparams_;
+  const hparams::Hparams& hparams_;
   std::vector<TensorView> views_;
 };
 
@@ -140,15 +140,16 @@ Model Model::open(const std::filesystem::path& file, registry::Registry& registr
   } catch (const registry::RegistryError& error) {
     throw LoadError(fmt::format("{}: {}", reader.path(), error.what()));
   }
-  validate::Report report = validate::validate(reader, *model.spec_, model.plugin_);
+  const validate::PluginHooks hooks = model.plugin_->hooks(arch);
+  validate::Report report = validate::validate(reader, *model.spec_, &hooks);
   if (!report.valid()) {
     throw LoadError(fmt::format("{}: refusing to run: the file is not a valid {} model for the {} plugin ({} finding{}):", reader.path(),
                                 arch, model.plugin_->name(), report.findings.size(), report.findings.size() == 1 ? "" : "s"),
                     std::move(report.findings));
   }
-  std::vector<validate::Finding> ignored;  // the file validated: binding sees no new findings
-  model.hparams_ = std::make_unique<validate::Hparams>(validate::Hparams::bind(*model.spec_, reader, ignored));
-  const validate::Hparams& hparams = *model.hparams_;
+  std::vector<report::Finding> ignored;  // the file validated: binding sees no new findings
+  model.hparams_ = std::make_unique<hparams::Hparams>(hparams::Hparams::bind(*model.spec_, reader, ignored));
+  const hparams::Hparams& hparams = *model.hparams_;
   model.n_layers_ = static_cast<int32_t>(hparams.layers().value_or(0));
   model.tensors_ = Binder(reader, *model.spec_, hparams).bind();
   if (options.fuse_at_load) model.fuse_in_memory();
@@ -179,11 +180,11 @@ void Model::fuse_in_memory() {
   // fused layout, the parts' views re-pointed into it. The bytes are the file's, rearranged.
   std::map<std::string, size_t, std::less<>> by_name;
   for (size_t i = 0; i < tensors_.size(); ++i) by_name.emplace(tensors_[i].name, i);
-  for (const fusion::FusedForm& form : spec_->fused_forms) {
+  for (const spec::FusedForm& form : spec_->fused_forms) {
     if (!plugin_->runs_fused(spec_->fusable[form.group].name)) continue;
     const int64_t contexts = form.per_layer ? n_layers_ : 1;
     for (int64_t where = 0; where < contexts; ++where) {
-      for (const fusion::FusedTensor& fused : form.tensors) {
+      for (const spec::FusedTensor& fused : form.tensors) {
         std::vector<TensorView*> parts;
         for (size_t p : fused.parts) {
           const auto it = by_name.find(spec_->tensors[p].gguf_name(where));

@@ -16,16 +16,16 @@
 #include <vector>
 
 #include "gguf/reader.hpp"
+#include "hparams/hparams.hpp"
 #include "registry/registry.hpp"
+#include "report/finding.hpp"
+#include "report/refusal.hpp"
 #include "spec/spec.hpp"
-#include "validate/finding.hpp"
-#include "validate/hparams.hpp"
-#include "validate/refusal.hpp"
 
 namespace archreg::runtime {
 
 // Why a model cannot be run; findings are listed when validation refused it.
-using LoadError = validate::Refusal;
+using LoadError = report::Refusal;
 
 // A logical tensor: ggml-style extents and byte strides over the mapped file.
 struct TensorView {
@@ -59,7 +59,7 @@ class Model {
 
   const gguf::Reader& reader() const { return *reader_; }
   const spec::Spec& spec() const { return *spec_; }
-  const registry::Plugin& plugin() const { return *plugin_; }
+  const plugin::Plugin& plugin() const { return *plugin_; }
   // Every logical tensor present, in spec order (global tensors, then layer by layer).
   const std::vector<TensorView>& tensors() const { return tensors_; }
   // nullptr when absent (optional or tied tensors).
@@ -83,12 +83,12 @@ class Model {
   void index_tensors();
   std::unique_ptr<gguf::Reader> reader_;
   const spec::Spec* spec_ = nullptr;
-  const registry::Plugin* plugin_ = nullptr;
+  const plugin::Plugin* plugin_ = nullptr;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t, std::less<>> index_;
   // [layer + 1] -> spec tensor name ("attn_q.weight") -> index into tensors_
   std::vector<std::map<std::string, size_t, std::less<>>> by_layer_;
-  std::unique_ptr<validate::Hparams> hparams_;
+  std::unique_ptr<hparams::Hparams> hparams_;
   std::string arch_;
   int32_t n_layers_ = 0;
   std::vector<std::unique_ptr<std::byte[]>> fused_storage_;

@@ -10,7 +10,6 @@
 #include <set>
 #include <sstream>
 
-#include "fusion/fusion.hpp"
 #include "gguf/regular_file.hpp"
 
 namespace archreg::spec {
@@ -168,7 +167,7 @@ class SpecParser {
     check_hparam_cycles();
     if (problems_.empty()) {
       try {
-        spec_.fused_forms = fusion::derive_fused_forms(spec_);
+        spec_.fused_forms = derive_fused_forms(spec_);
       } catch (const SpecError& error) {
         problems_.insert(problems_.end(), error.problems().begin(), error.problems().end());
       }

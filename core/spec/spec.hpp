@@ -12,10 +12,7 @@
 
 #include "gguf/types.hpp"
 #include "spec/expr.hpp"
-
-namespace archreg::fusion {
-struct FusedForm;  // a fusable group's derived fused tensors: core/fusion/fusion.hpp
-}
+#include "spec/fused_forms.hpp"
 
 namespace archreg::spec {
 
@@ -119,7 +116,7 @@ class Spec {
   std::vector<Alternative> alternatives;
   std::vector<FusableGroup> fusable;
   std::vector<Check> checks;
-  std::vector<fusion::FusedForm> fused_forms;  // fusion::derive_fused_forms(*this), once at load
+  std::vector<FusedForm> fused_forms;  // derive_fused_forms(*this), after parsing
 
   Spec();
   Spec(Spec&&) noexcept;

@@ -5,10 +5,9 @@
 #include <algorithm>
 #include <charconv>
 
-#include "fusion/fusion.hpp"
-#include "registry/registry.hpp"
-#include "validate/hparams.hpp"
-#include "validate/refusal.hpp"
+#include "hparams/hparams.hpp"
+#include "report/refusal.hpp"
+#include "spec/fused_forms.hpp"
 
 namespace archreg::validate {
 
@@ -48,20 +47,20 @@ std::optional<int64_t> layer_of(std::string_view name) {
 
 class Validator {
  public:
-  Validator(const gguf::Reader& reader, const spec::Spec& spec, const registry::Plugin* plugin)
+  Validator(const gguf::Reader& reader, const spec::Spec& spec, const PluginHooks* plugin)
       : reader_(reader), spec_(spec), plugin_(plugin), matched_(reader.tensors().size(), false) {}
 
   Report run() {
     report_.file = reader_.path();
     report_.arch = spec_.arch;
-    const Hparams bound = Hparams::bind(spec_, reader_, report_.findings);
+    const hparams::Hparams bound = hparams::Hparams::bind(spec_, reader_, report_.findings);
     hparams_ = &bound;
     for (size_t g = 0; g < spec_.fusable.size(); ++g) {
       GroupReport group;
       group.name = spec_.fusable[g].name;
       report_.groups.push_back(std::move(group));
     }
-    for (const fusion::FusedForm& form : spec_.fused_forms) report_.groups[form.group].per_layer = form.per_layer;
+    for (const spec::FusedForm& form : spec_.fused_forms) report_.groups[form.group].per_layer = form.per_layer;
 
     check_context(std::nullopt);
     if (const auto layers = hparams_->layers()) {
@@ -85,7 +84,7 @@ class Validator {
     report_partial_fusion();
     if (plugin_ != nullptr) {
       report_unsupported_fusion();
-      plugin_->check(spec_.arch, reader_, spec_, bound, report_.findings);
+      if (plugin_->check) plugin_->check(reader_, spec_, bound, report_.findings);
     }
     if (report_.findings.size() > kMaxFindings) {
       dropped_ += report_.findings.size() - kMaxFindings;
@@ -109,7 +108,8 @@ class Validator {
       ++dropped_;
       return;
     }
-    report_.findings.push_back(Finding{std::move(code), std::move(subject), std::move(message), std::move(expected), std::move(found)});
+    report_.findings.push_back(
+        report::Finding{std::move(code), std::move(subject), std::move(message), std::move(expected), std::move(found)});
   }
 
   const gguf::TensorInfo* find(const std::string& name) {
@@ -145,7 +145,7 @@ class Validator {
     std::vector<int64_t> expected;
     try {
       for (const spec::Expr& extent : shape) expected.push_back(hparams_->eval(extent, layer));
-    } catch (const Unavailable&) {
+    } catch (const hparams::Unavailable&) {
       expected.clear();  // the missing or mistyped hyperparameter is reported once, by itself
     } catch (const spec::EvalError& error) {
       add("hparam_value", name, fmt::format("its shape cannot be evaluated: {}", error.what()));
@@ -168,7 +168,7 @@ class Validator {
   void check_context(std::optional<int64_t> layer) {
     const bool per_layer = layer.has_value();
     std::vector<bool> handled(spec_.tensors.size(), false);
-    for (const fusion::FusedForm& form : spec_.fused_forms) {
+    for (const spec::FusedForm& form : spec_.fused_forms) {
       if (form.per_layer == per_layer) check_fused_form(form, layer, handled);
     }
     for (size_t i = 0; i < spec_.tensors.size(); ++i) {
@@ -181,8 +181,8 @@ class Validator {
 
   // " (or its fused form ...)" for parts of a fusable group, so a reader knows both options.
   std::string missing_hint(size_t decl_index, int64_t layer) const {
-    for (const fusion::FusedForm& form : spec_.fused_forms) {
-      for (const fusion::FusedTensor& fused : form.tensors) {
+    for (const spec::FusedForm& form : spec_.fused_forms) {
+      for (const spec::FusedTensor& fused : form.tensors) {
         if (std::find(fused.parts.begin(), fused.parts.end(), decl_index) != fused.parts.end()) {
           return fmt::format(" (or the fused '{}')", form.gguf_name(fused, layer));
         }
@@ -210,10 +210,10 @@ class Validator {
     }
   }
 
-  void check_fused_form(const fusion::FusedForm& form, std::optional<int64_t> layer, std::vector<bool>& handled) {
+  void check_fused_form(const spec::FusedForm& form, std::optional<int64_t> layer, std::vector<bool>& handled) {
     const std::optional<bool> present_here = condition(form.when, layer);
     const int64_t where = layer.value_or(0);
-    const fusion::FusedTensor& weight = form.tensors.front();
+    const spec::FusedTensor& weight = form.tensors.front();
     const std::string fused_name = form.gguf_name(weight, where);
     const gguf::TensorInfo* fused = find(fused_name);
     if (!present_here || !*present_here) {
@@ -251,7 +251,7 @@ class Validator {
       return;
     }
     group.fused.push_back(where);
-    for (const fusion::FusedTensor& tensor : form.tensors) {
+    for (const spec::FusedTensor& tensor : form.tensors) {
       for (size_t part : tensor.parts) handled[part] = true;
       const std::string name = form.gguf_name(tensor, where);
       const gguf::TensorInfo* t = &tensor == &weight ? fused : find(name);
@@ -367,37 +367,27 @@ class Validator {
 
   void report_unsupported_fusion() {
     for (const GroupReport& group : report_.groups) {
-      if ((group.fused.empty() && group.both.empty()) || plugin_->runs_fused(group.name)) continue;
+      if ((group.fused.empty() && group.both.empty()) || (plugin_->runs_fused && plugin_->runs_fused(group.name))) continue;
       add("unsupported_fusion", group.name,
-          fmt::format("the {} plugin ({}) runs '{}' only unfused; convert the file with `archreg unfuse`", plugin_->name(),
-                      plugin_->file().string(), group.name),
-          "unfused", "fused");
+          fmt::format("{} runs '{}' only unfused; convert the file with `archreg unfuse`", plugin_->describe, group.name), "unfused",
+          "fused");
     }
   }
 
   const gguf::Reader& reader_;
   const spec::Spec& spec_;
-  const registry::Plugin* plugin_;
+  const PluginHooks* plugin_;
   std::vector<bool> matched_;
   size_t dropped_ = 0;   // findings past kMaxFindings
   std::string stopped_;  // why the layers were not all checked
-  const Hparams* hparams_ = nullptr;
+  const hparams::Hparams* hparams_ = nullptr;
   Report report_;
 };
 
 }  // namespace
 
-Report validate(const gguf::Reader& reader, const spec::Spec& spec, const registry::Plugin* plugin) {
+Report validate(const gguf::Reader& reader, const spec::Spec& spec, const PluginHooks* plugin) {
   return Validator(reader, spec, plugin).run();
-}
-
-std::string describe(const std::vector<Finding>& findings) {
-  std::string text;
-  for (const Finding& f : findings) {
-    text += fmt::format("\n  {} {}: {}", f.code, f.subject, f.message);
-    if (f.expected && f.found) text += fmt::format(" (expected {}, found {})", *f.expected, *f.found);
-  }
-  return text;
 }
 
 }  // namespace archreg::validate

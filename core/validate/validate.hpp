@@ -3,16 +3,17 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "gguf/reader.hpp"
+#include "report/finding.hpp"
 #include "spec/spec.hpp"
-#include "validate/finding.hpp"
 
-namespace archreg::registry {
-class Plugin;
+namespace archreg::hparams {
+class Hparams;
 }
 
 namespace archreg::validate {
@@ -31,7 +32,7 @@ struct GroupReport {
 struct Report {
   std::string file;
   std::optional<std::string> arch;
-  std::vector<Finding> findings;
+  std::vector<report::Finding> findings;
   std::vector<GroupReport> groups;
   std::vector<std::pair<std::string, int64_t>> hparams;  // evaluated global integer values
 
@@ -43,9 +44,18 @@ struct Report {
 // would otherwise produce one finding per expected tensor, millions for a hostile header).
 inline constexpr size_t kMaxFindings = 1000;
 
+// What validation asks of the plugin that serves the arch, and all it knows of plugins
+// (plugin::Plugin::hooks makes one from a loaded plugin).
+struct PluginHooks {
+  std::string describe;                                // "the <name> plugin (<file>)", for messages
+  std::function<bool(const std::string&)> runs_fused;  // whether it runs a fusable group fused
+  // The plugin's own checks; findings are appended.
+  std::function<void(const gguf::Reader&, const spec::Spec&, const hparams::Hparams&, std::vector<report::Finding>&)> check;
+};
+
 // Validates `reader` against `spec` (whose arch must equal general.architecture). With the
 // arch's plugin, also reports fused groups the plugin cannot run (`unsupported_fusion`) and
 // the plugin's own checks.
-Report validate(const gguf::Reader& reader, const spec::Spec& spec, const registry::Plugin* plugin = nullptr);
+Report validate(const gguf::Reader& reader, const spec::Spec& spec, const PluginHooks* plugin = nullptr);
 
 }  // namespace archreg::validate

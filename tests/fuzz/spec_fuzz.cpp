@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
-#include "fusion/fusion.hpp"
 #include "gguf/reader.hpp"
+#include "spec/fused_forms.hpp"
 #include "spec/spec.hpp"
 #include "validate/validate.hpp"
 
@@ -108,8 +108,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const archreg::spec::TensorDecl& t : spec->tensors) {
     for (const archreg::spec::Expr& extent : t.shape) characters += extent.text().size();
   }
-  for (const archreg::fusion::FusedForm& form : spec->fused_forms) {
-    for (const archreg::fusion::FusedTensor& fused : form.tensors) {
+  for (const archreg::spec::FusedForm& form : spec->fused_forms) {
+    for (const archreg::spec::FusedTensor& fused : form.tensors) {
       for (const archreg::spec::Expr& extent : fused.shape) characters += extent.text().size();
     }
   }

@@ -1,16 +1,19 @@
-#include "fusion/fusion.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <functional>
 
+#include "spec/fused_forms.hpp"
 #include "spec/spec.hpp"
 #include "test_support.hpp"
 
 namespace archreg::fusion {
 namespace {
+
+using spec::fused_layout;
+using spec::FusedForm;
+using spec::FusedTensor;
 
 std::vector<std::filesystem::path> all_specs() {
   std::vector<std::filesystem::path> files;
@@ -113,13 +116,13 @@ TEST(Fusion, ToyExtentsMatchTheHandComputedValues) {
 
 TEST(Fusion, ConcreteLayoutChecksOffAxisAgreement) {
   const std::vector<std::vector<uint64_t>> parts = {{64, 48, 4}, {64, 48, 4}};
-  const auto fused = layout(parts, 1);
+  const auto fused = fused_layout(parts, 1);
   ASSERT_TRUE(fused.has_value());
   EXPECT_THAT(fused->shape, ::testing::ElementsAre(64, 96, 4));
   EXPECT_THAT(fused->offsets, ::testing::ElementsAre(0, 48));
   const std::vector<std::vector<uint64_t>> disagree = {{64, 48, 4}, {64, 48, 8}};
-  EXPECT_FALSE(layout(disagree, 1).has_value());
-  EXPECT_FALSE(layout(parts, 3).has_value());
+  EXPECT_FALSE(fused_layout(disagree, 1).has_value());
+  EXPECT_FALSE(fused_layout(parts, 3).has_value());
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ std::vector<std::pair<std::string, std::string>> fixture_pairs(registry::Registr
     const std::string file = entry.at("file");
     const std::string fused = file.substr(0, file.size() - 5) + ".fused.gguf";
     const std::string arch = entry.at("arch");
-    const registry::Plugin* plugin = arch == "toymoe" ? nullptr : registry.plugin(arch);
+    const plugin::Plugin* plugin = arch == "toymoe" ? nullptr : registry.plugin(arch);
     const bool runnable = plugin != nullptr && plugin->has_forward();
     if (file.find(".fused.") == std::string::npos && std::filesystem::exists(kFixtures / fused) && runnable) {
       pairs.emplace_back(file, fused);

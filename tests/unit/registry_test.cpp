@@ -36,7 +36,7 @@ TEST(Registry, ToyArchIsRunnableFromItsOwnDirectories) {
   EXPECT_EQ(info.state, ArchState::kRunnable);
   ASSERT_TRUE(info.plugin_file.has_value());
   EXPECT_EQ(info.plugin_file->filename(), "archreg-toymoe.so");
-  const Plugin* plugin = registry.plugin("toymoe");
+  const plugin::Plugin* plugin = registry.plugin("toymoe");
   ASSERT_NE(plugin, nullptr);
   EXPECT_EQ(plugin->name(), "toymoe");
   EXPECT_THAT(plugin->archs(), ElementsAre("toymoe"));

@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "fusion/fusion.hpp"
+#include "spec/fused_forms.hpp"
 
 namespace archreg::spec {
 namespace {
@@ -74,7 +74,7 @@ TEST(Spec, ParsesAllSections) {
 TEST(Spec, DerivesFusedWeightAndBias) {
   const Spec spec = parse_spec(kMinimal, "mini.yaml");
   ASSERT_EQ(spec.fused_forms.size(), 1u);
-  const fusion::FusedForm& form = spec.fused_forms[0];
+  const spec::FusedForm& form = spec.fused_forms[0];
   EXPECT_EQ(form.base, "attn_qk");
   ASSERT_EQ(form.tensors.size(), 2u);
   EXPECT_EQ(form.tensors[0].suffix, "weight");

@@ -82,7 +82,7 @@ class ValidateTest : public ::testing::Test {
 
   static std::vector<std::string> codes(const Report& report) {
     std::vector<std::string> out;
-    for (const Finding& f : report.findings) out.push_back(f.code + " " + f.subject);
+    for (const report::Finding& f : report.findings) out.push_back(f.code + " " + f.subject);
     return out;
   }
 

@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-namespace archreg::validate {
+namespace archreg::report {
 
 struct Finding {
   std::string code;     // "missing_tensor", "wrong_shape", ...
@@ -14,4 +14,4 @@ struct Finding {
   std::optional<std::string> found;
 };
 
-}  // namespace archreg::validate
+}  // namespace archreg::report

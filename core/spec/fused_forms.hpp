@@ -14,42 +14,44 @@
 #include <string>
 #include <vector>
 
-#include "spec/spec.hpp"
+#include "spec/expr.hpp"
 
-namespace archreg::fusion {
+namespace archreg::spec {
+
+struct Spec;
 
 struct FusedTensor {
-  std::string suffix;               // "weight", "bias", ...
-  int axis = 0;                     // concatenation axis of this suffix's tensors
-  std::vector<spec::Expr> shape;    // the fused tensor's shape
-  std::vector<spec::Expr> offsets;  // each part's offset along `axis`
-  std::vector<size_t> parts;        // Spec::tensors index of each part, in storage order
-  std::vector<int32_t> types;       // storage types every part allows (empty: any)
-  bool optional = false;            // as optional as its parts
+  std::string suffix;          // "weight", "bias", ...
+  int axis = 0;                // concatenation axis of this suffix's tensors
+  std::vector<Expr> shape;     // the fused tensor's shape
+  std::vector<Expr> offsets;   // each part's offset along `axis`
+  std::vector<size_t> parts;   // Spec::tensors index of each part, in storage order
+  std::vector<int32_t> types;  // storage types every part allows (empty: any)
+  bool optional = false;       // as optional as its parts
 };
 
 struct FusedForm {
   size_t group = 0;  // index into Spec::fusable
   std::string base;  // "attn_qkv"
   bool per_layer = false;
-  std::optional<spec::Expr> when;    // the parts' shared presence condition
+  std::optional<Expr> when;          // the parts' shared presence condition
   std::vector<FusedTensor> tensors;  // ".weight" first
 
   std::string name(const FusedTensor& tensor) const { return base + "." + tensor.suffix; }
   std::string gguf_name(const FusedTensor& tensor, int64_t layer) const;
 };
 
-// Derives every group's fused form. Throws spec::SpecError (with positions) when a group is
+// Derives every group's fused form. Throws SpecError (with positions) when a group is
 // inconsistent: unknown parts, parts in different sections or with different presence rules,
 // shapes that disagree off the axis, an axis out of range, no common storage type.
-std::vector<FusedForm> derive_fused_forms(const spec::Spec& spec);
+std::vector<FusedForm> derive_fused_forms(const Spec& spec);
 
 // A fused tensor's layout for concrete part shapes (all of the same rank).
-struct Layout {
+struct FusedLayout {
   std::vector<uint64_t> shape;    // fused shape
   std::vector<uint64_t> offsets;  // part offsets along the axis
 };
 // Returns nullopt when the parts disagree off the axis.
-std::optional<Layout> layout(std::span<const std::vector<uint64_t>> part_shapes, int axis);
+std::optional<FusedLayout> fused_layout(std::span<const std::vector<uint64_t>> part_shapes, int axis);
 
-}  // namespace archreg::fusion
+}  // namespace archreg::spec

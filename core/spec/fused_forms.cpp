@@ -1,10 +1,12 @@
-#include "fusion/fusion.hpp"
+#include "spec/fused_forms.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
-namespace archreg::fusion {
+#include "spec/spec.hpp"
+
+namespace archreg::spec {
 
 std::string FusedForm::gguf_name(const FusedTensor& tensor, int64_t layer) const {
   return per_layer ? fmt::format("blk.{}.{}.{}", layer, base, tensor.suffix) : name(tensor);
@@ -12,14 +14,14 @@ std::string FusedForm::gguf_name(const FusedTensor& tensor, int64_t layer) const
 
 namespace {
 
-std::string when_text(const spec::TensorDecl& t) {
+std::string when_text(const TensorDecl& t) {
   return t.when ? t.when->text() : "always";
 }
 
 // Storage types allowed by every part; empty means any. nullopt: no type satisfies all.
-std::optional<std::vector<int32_t>> common_types(const std::vector<const spec::TensorDecl*>& parts) {
+std::optional<std::vector<int32_t>> common_types(const std::vector<const TensorDecl*>& parts) {
   std::optional<std::vector<int32_t>> common;  // unset: unconstrained so far
-  for (const spec::TensorDecl* part : parts) {
+  for (const TensorDecl* part : parts) {
     if (part->types.empty()) continue;
     if (!common) {
       common = part->types;
@@ -33,16 +35,16 @@ std::optional<std::vector<int32_t>> common_types(const std::vector<const spec::T
 
 class Deriver {
  public:
-  explicit Deriver(const spec::Spec& spec) : spec_(spec) {}
+  explicit Deriver(const Spec& spec) : spec_(spec) {}
 
   std::vector<FusedForm> run() {
     for (size_t g = 0; g < spec_.fusable.size(); ++g) derive(g);
-    if (!problems_.empty()) throw spec::SpecError(problems_);
+    if (!problems_.empty()) throw SpecError(problems_);
     return std::move(forms_);
   }
 
  private:
-  void problem(const spec::FusableGroup& group, const std::string& message) {
+  void problem(const FusableGroup& group, const std::string& message) {
     problems_.push_back(fmt::format("{}: fusable group '{}': {}", group.pos.text(), group.name, message));
   }
 
@@ -56,7 +58,7 @@ class Deriver {
   }
 
   void derive(size_t g) {
-    const spec::FusableGroup& group = spec_.fusable[g];
+    const FusableGroup& group = spec_.fusable[g];
     const size_t problems_before = problems_.size();
     std::vector<std::vector<size_t>> part_decls;
     for (const std::string& part : group.parts) {
@@ -71,11 +73,11 @@ class Deriver {
     FusedForm form;
     form.group = g;
     form.base = group.name;
-    const spec::TensorDecl& first = spec_.tensors[part_decls[0][0]];
+    const TensorDecl& first = spec_.tensors[part_decls[0][0]];
     form.per_layer = first.per_layer;
     for (size_t p = 0; p < group.parts.size(); ++p) {
       for (size_t index : part_decls[p]) {
-        const spec::TensorDecl& t = spec_.tensors[index];
+        const TensorDecl& t = spec_.tensors[index];
         if (t.per_layer != form.per_layer) problem(group, "parts are split between 'tensors' and 'layer'");
         if (t.alternative >= 0)
           problem(group, fmt::format("part '{}' belongs to alternative '{}'", t.name(),
@@ -84,7 +86,7 @@ class Deriver {
     }
 
     // The suffixes every part declares; .weight defines the axis and must exist.
-    const spec::TensorDecl* weight = spec_.find_tensor(form.per_layer, group.parts[0], "weight");
+    const TensorDecl* weight = spec_.find_tensor(form.per_layer, group.parts[0], "weight");
     if (weight == nullptr) {
       problem(group, fmt::format("part '{}' has no .weight tensor", group.parts[0]));
       return;
@@ -117,12 +119,12 @@ class Deriver {
     if (problems_.size() == problems_before) forms_.push_back(std::move(form));
   }
 
-  void derive_suffix(const spec::FusableGroup& group, FusedForm& form, const std::string& suffix, int weight_rank) {
-    std::vector<const spec::TensorDecl*> parts;
+  void derive_suffix(const FusableGroup& group, FusedForm& form, const std::string& suffix, int weight_rank) {
+    std::vector<const TensorDecl*> parts;
     FusedTensor fused;
     fused.suffix = suffix;
     for (const std::string& part : group.parts) {
-      const spec::TensorDecl* t = spec_.find_tensor(form.per_layer, part, suffix);
+      const TensorDecl* t = spec_.find_tensor(form.per_layer, part, suffix);
       if (t == nullptr) {
         problem(group, fmt::format("'{}.{}' exists but '{}.{}' does not: every part needs the same suffixes", group.parts[0], suffix, part,
                                    suffix));
@@ -131,7 +133,7 @@ class Deriver {
       parts.push_back(t);
       fused.parts.push_back(static_cast<size_t>(t - spec_.tensors.data()));
     }
-    const spec::TensorDecl& head = *parts[0];
+    const TensorDecl& head = *parts[0];
     const auto rank = static_cast<int>(head.shape.size());
     fused.axis = group.axis - (weight_rank - rank);
     if (fused.axis < 0 || fused.axis >= rank) {
@@ -139,8 +141,8 @@ class Deriver {
       return;
     }
     fused.optional = head.optional;
-    std::vector<spec::Expr> extents;
-    for (const spec::TensorDecl* t : parts) {
+    std::vector<Expr> extents;
+    for (const TensorDecl* t : parts) {
       if (t->shape.size() != head.shape.size()) {
         problem(group, fmt::format("'{}' has {} dimensions but '{}' has {}", t->name(), t->shape.size(), head.name(), head.shape.size()));
         return;
@@ -158,11 +160,11 @@ class Deriver {
                                    t->name(), when_text(head), when_text(*t), head.optional, t->optional));
         return;
       }
-      fused.offsets.push_back(spec::Expr::sum(extents));
+      fused.offsets.push_back(Expr::sum(extents));
       extents.push_back(t->shape[static_cast<size_t>(fused.axis)]);
     }
     fused.shape = head.shape;
-    fused.shape[static_cast<size_t>(fused.axis)] = spec::Expr::sum(extents);
+    fused.shape[static_cast<size_t>(fused.axis)] = Expr::sum(extents);
     const auto types = common_types(parts);
     if (!types) {
       problem(group, fmt::format("no storage type is allowed by every '{}' part", suffix));
@@ -172,23 +174,23 @@ class Deriver {
     form.tensors.push_back(std::move(fused));
   }
 
-  const spec::Spec& spec_;
+  const Spec& spec_;
   std::vector<FusedForm> forms_;
   std::vector<std::string> problems_;
 };
 
 }  // namespace
 
-std::vector<FusedForm> derive_fused_forms(const spec::Spec& spec) {
+std::vector<FusedForm> derive_fused_forms(const Spec& spec) {
   return Deriver(spec).run();
 }
 
-std::optional<Layout> layout(std::span<const std::vector<uint64_t>> part_shapes, int axis) {
+std::optional<FusedLayout> fused_layout(std::span<const std::vector<uint64_t>> part_shapes, int axis) {
   if (part_shapes.empty()) return std::nullopt;
   const std::vector<uint64_t>& head = part_shapes[0];
   const auto a = static_cast<size_t>(axis);
   if (a >= head.size()) return std::nullopt;
-  Layout result{head, {}};
+  FusedLayout result{head, {}};
   result.shape[a] = 0;
   for (const std::vector<uint64_t>& shape : part_shapes) {
     if (shape.size() != head.size()) return std::nullopt;
@@ -201,4 +203,4 @@ std::optional<Layout> layout(std::span<const std::vector<uint64_t>> part_shapes,
   return result;
 }
 
-}  // namespace archreg::fusion
+}  // namespace archreg::spec

@@ -1,10 +1,10 @@
-#include "validate/hparams.hpp"
+#include "hparams/hparams.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
-namespace archreg::validate {
+namespace archreg::hparams {
 namespace {
 
 std::string subject_of(const spec::Hparam& h) {
@@ -17,7 +17,7 @@ bool is_int_array_element(gguf::ValueType type) {
 
 }  // namespace
 
-Hparams Hparams::bind(const spec::Spec& spec, const gguf::Reader& reader, std::vector<Finding>& findings) {
+Hparams Hparams::bind(const spec::Spec& spec, const gguf::Reader& reader, std::vector<report::Finding>& findings) {
   Hparams bound(spec);
   bound.slots_.resize(spec.hparams.size());
   bound.key_present_.assign(spec.hparams.size(), false);
@@ -27,7 +27,7 @@ Hparams Hparams::bind(const spec::Spec& spec, const gguf::Reader& reader, std::v
     try {
       const int64_t layers = bound.eval(*spec.layers, std::nullopt);
       if (layers < 0 || layers > kMaxLayers) {
-        findings.push_back(Finding{
+        findings.push_back(report::Finding{
             "hparam_value", spec.layers->text(),
             fmt::format("the layer count {} is outside 0..{}; archreg refuses it rather than size anything by it", layers, kMaxLayers),
             fmt::format("0..{}", kMaxLayers), fmt::format("{}", layers)});
@@ -38,15 +38,15 @@ Hparams Hparams::bind(const spec::Spec& spec, const gguf::Reader& reader, std::v
     } catch (const Unavailable&) {
       // The missing or mistyped key behind it has been reported already.
     } catch (const spec::EvalError& error) {
-      findings.push_back(Finding{"hparam_value", spec.layers->text(), fmt::format("the layer count cannot be evaluated: {}", error.what()),
-                                 std::nullopt, std::nullopt});
+      findings.push_back(report::Finding{"hparam_value", spec.layers->text(),
+                                         fmt::format("the layer count cannot be evaluated: {}", error.what()), std::nullopt, std::nullopt});
     }
   }
   bound.check_ranges(findings);
   return bound;
 }
 
-void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<Finding>& findings) {
+void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<report::Finding>& findings) {
   const spec::Hparam& h = spec_->hparams[index];
   Slot& slot = slots_[index];
   if (h.value) {
@@ -62,18 +62,18 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<Findi
       slot.why_absent = fmt::format("'{}' has no value: the optional key '{}' is absent", h.name, *h.key);
     } else {
       const std::string expected = h.count ? "ARRAY" : std::string(gguf::value_type_name(h.type));
-      findings.push_back(
-          Finding{"missing_hparam", *h.key, fmt::format("required by {} (hyperparameter '{}')", spec_->arch, h.name), expected, "absent"});
+      findings.push_back(report::Finding{"missing_hparam", *h.key, fmt::format("required by {} (hyperparameter '{}')", spec_->arch, h.name),
+                                         expected, "absent"});
       slot.why_absent = fmt::format("'{}' has no value: key '{}' is missing", h.name, *h.key);
     }
     return;
   }
   const gguf::Value value = reader.value(*kv);
   auto wrong_type = [&](std::string expected) {
-    findings.push_back(Finding{"hparam_type", *h.key, fmt::format("hyperparameter '{}' is stored with the wrong type", h.name),
-                               std::move(expected),
-                               value.is_array() ? fmt::format("ARRAY of {}", gguf::value_type_name(value.element_type()))
-                                                : std::string(gguf::value_type_name(kv->type))});
+    findings.push_back(report::Finding{"hparam_type", *h.key, fmt::format("hyperparameter '{}' is stored with the wrong type", h.name),
+                                       std::move(expected),
+                                       value.is_array() ? fmt::format("ARRAY of {}", gguf::value_type_name(value.element_type()))
+                                                        : std::string(gguf::value_type_name(kv->type))});
     slot.why_absent = fmt::format("'{}' has no usable value: key '{}' has the wrong type", h.name, *h.key);
   };
   try {
@@ -87,9 +87,9 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<Findi
       if (!is_int_array_element(value.element_type()))
         return wrong_type(fmt::format("{} or ARRAY of INT32/UINT32", gguf::value_type_name(h.type)));
       if (value.size() > static_cast<uint64_t>(kMaxLayers)) {
-        findings.push_back(Finding{"hparam_value", *h.key,
-                                   fmt::format("more per-layer values than archreg's limit of {} layers", kMaxLayers),
-                                   fmt::format("at most {}", kMaxLayers), fmt::format("{}", value.size())});
+        findings.push_back(report::Finding{"hparam_value", *h.key,
+                                           fmt::format("more per-layer values than archreg's limit of {} layers", kMaxLayers),
+                                           fmt::format("at most {}", kMaxLayers), fmt::format("{}", value.size())});
         slot.why_absent = fmt::format("'{}' has too many per-layer values", h.name);
         return;
       }
@@ -113,7 +113,7 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<Findi
       slot.state = State::kNotInteger;
     }
   } catch (const gguf::Error& error) {
-    findings.push_back(Finding{"hparam_value", *h.key, error.message(), std::nullopt, std::nullopt});
+    findings.push_back(report::Finding{"hparam_value", *h.key, error.message(), std::nullopt, std::nullopt});
     slot.state = State::kAbsent;
     slot.why_absent = fmt::format("'{}' has no usable value", h.name);
   }
@@ -190,7 +190,7 @@ int64_t Hparams::value(uint32_t index, std::optional<int64_t> layer) const {
   throw Unavailable(slot.why_absent.empty() ? fmt::format("'{}' has no value", h.name) : slot.why_absent);
 }
 
-void Hparams::check_ranges(std::vector<Finding>& findings) const {
+void Hparams::check_ranges(std::vector<report::Finding>& findings) const {
   // Runs `check` globally, or once per layer where the values differ between layers.
   auto in_every_context = [&](auto&& check) {
     try {
@@ -213,15 +213,15 @@ void Hparams::check_ranges(std::vector<Finding>& findings) const {
       in_every_context([&](std::optional<int64_t> layer) {
         if (!layer && eval(*h.required_when, layer) != 0) {
           findings.push_back(
-              Finding{"missing_hparam", *h.key,
-                      fmt::format("required by {} where {} (hyperparameter '{}')", spec_->arch, h.required_when->text(), h.name),
-                      std::string(gguf::value_type_name(h.type)), "absent"});
+              report::Finding{"missing_hparam", *h.key,
+                              fmt::format("required by {} where {} (hyperparameter '{}')", spec_->arch, h.required_when->text(), h.name),
+                              std::string(gguf::value_type_name(h.type)), "absent"});
         }
       });
     }
     if (slot.state == State::kPerLayer && layers_ && static_cast<int64_t>(slot.per_layer.size()) != *layers_) {
-      findings.push_back(Finding{"hparam_value", subject_of(h), fmt::format("per-layer '{}' needs one value per layer", h.name),
-                                 fmt::format("{} values", *layers_), fmt::format("{} values", slot.per_layer.size())});
+      findings.push_back(report::Finding{"hparam_value", subject_of(h), fmt::format("per-layer '{}' needs one value per layer", h.name),
+                                         fmt::format("{} values", *layers_), fmt::format("{} values", slot.per_layer.size())});
     }
     if (!h.min && !h.max) continue;
     in_every_context([&](std::optional<int64_t> layer) {
@@ -230,17 +230,17 @@ void Hparams::check_ranges(std::vector<Finding>& findings) const {
       if (h.min) {
         const int64_t low = eval(*h.min, layer);
         if (v < low) {
-          findings.push_back(Finding{"hparam_value", subject_of(h),
-                                     fmt::format("'{}'{} is below its minimum {}", h.name, where, h.min->text()), fmt::format(">= {}", low),
-                                     fmt::format("{}", v)});
+          findings.push_back(report::Finding{"hparam_value", subject_of(h),
+                                             fmt::format("'{}'{} is below its minimum {}", h.name, where, h.min->text()),
+                                             fmt::format(">= {}", low), fmt::format("{}", v)});
         }
       }
       if (h.max) {
         const int64_t high = eval(*h.max, layer);
         if (v > high) {
-          findings.push_back(Finding{"hparam_value", subject_of(h),
-                                     fmt::format("'{}'{} is above its maximum {}", h.name, where, h.max->text()),
-                                     fmt::format("<= {}", high), fmt::format("{}", v)});
+          findings.push_back(report::Finding{"hparam_value", subject_of(h),
+                                             fmt::format("'{}'{} is above its maximum {}", h.name, where, h.max->text()),
+                                             fmt::format("<= {}", high), fmt::format("{}", v)});
         }
       }
     });
@@ -248,8 +248,8 @@ void Hparams::check_ranges(std::vector<Finding>& findings) const {
   for (const spec::Check& check : spec_->checks) {
     in_every_context([&](std::optional<int64_t> layer) {
       if (eval(check.expr, layer) == 0) {
-        findings.push_back(Finding{"hparam_value", check.expr.text(),
-                                   layer ? fmt::format("{} (layer {})", check.message, *layer) : check.message, "true", "false"});
+        findings.push_back(report::Finding{"hparam_value", check.expr.text(),
+                                           layer ? fmt::format("{} (layer {})", check.message, *layer) : check.message, "true", "false"});
       }
     });
   }
@@ -267,4 +267,4 @@ std::vector<std::pair<std::string, int64_t>> Hparams::global_values() const {
   return values;
 }
 
-}  // namespace archreg::validate
+}  // namespace archreg::hparams

@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "gguf/reader.hpp"
+#include "report/finding.hpp"
 #include "spec/spec.hpp"
-#include "validate/finding.hpp"
 
-namespace archreg::validate {
+namespace archreg::hparams {
 
 // More layers than this is treated as a hostile value (the loader's arrays are sized by it).
 inline constexpr int64_t kMaxLayers = 1 << 16;
@@ -35,7 +35,7 @@ class Hparams {
   // Reads every keyed hyperparameter; problems (missing_hparam, hparam_type, hparam_value)
   // are appended to `findings`. Values that could not be read make the expressions using them
   // throw spec::EvalError, so later checks skip what cannot be evaluated.
-  static Hparams bind(const spec::Spec& spec, const gguf::Reader& reader, std::vector<Finding>& findings);
+  static Hparams bind(const spec::Spec& spec, const gguf::Reader& reader, std::vector<report::Finding>& findings);
 
   // Value of an expression globally (layer unset) or in one layer. Throws spec::EvalError.
   int64_t eval(const spec::Expr& expr, std::optional<int64_t> layer) const;
@@ -55,8 +55,8 @@ class Hparams {
   };
 
   explicit Hparams(const spec::Spec& spec) : spec_(&spec) {}
-  void read(uint32_t index, const gguf::Reader& reader, std::vector<Finding>& findings);
-  void check_ranges(std::vector<Finding>& findings) const;
+  void read(uint32_t index, const gguf::Reader& reader, std::vector<report::Finding>& findings);
+  void check_ranges(std::vector<report::Finding>& findings) const;
 
   const spec::Spec* spec_;
   std::vector<Slot> slots_;
@@ -73,4 +73,4 @@ class Hparams {
   mutable std::unordered_map<uint64_t, Failure> failures_;
 };
 
-}  // namespace archreg::validate
+}  // namespace archreg::hparams

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "validate/finding.hpp"
+#include "report/finding.hpp"
 
-namespace archreg::validate {
+namespace archreg::report {
 
 // "\n  code subject: message (expected E, found F)" per finding.
 std::string describe(const std::vector<Finding>& findings);
@@ -24,4 +24,4 @@ class Refusal : public std::runtime_error {
   std::vector<Finding> findings_;
 };
 
-}  // namespace archreg::validate
+}  // namespace archreg::report
