@@ -33,7 +33,7 @@ std::pair<int64_t, int64_t> share(int64_t n, int ith, int nth) {
 }
 
 const std::byte* row_of(const TensorView& w, int64_t row, int64_t matrix = 0) {
-  return w.data + static_cast<uint64_t>(row) * w.nb[1] + static_cast<uint64_t>(matrix) * w.nb[2];
+  return w.data() + static_cast<uint64_t>(row) * w.nb[1] + static_cast<uint64_t>(matrix) * w.nb[2];
 }
 
 int64_t act_row_bytes(int32_t weight_type, int64_t n) {
@@ -229,7 +229,7 @@ class CpuBackend final : public Backend {
   const float* f32_weight(const Node* w) {
     if (w == nullptr) return nullptr;
     const TensorView& v = *w->weight;
-    if (v.type == kc::kF32 && v.contiguous()) return reinterpret_cast<const float*>(v.data);
+    if (v.type == kc::kF32 && v.contiguous()) return reinterpret_cast<const float*>(v.data());
     auto it = f32_copies_.find(&v);
     if (it == f32_copies_.end()) {
       std::vector<float> values(v.ne[0] * v.ne[1] * v.ne[2] * v.ne[3]);
@@ -237,7 +237,7 @@ class CpuBackend final : public Backend {
       for (uint64_t i3 = 0; i3 < v.ne[3]; ++i3) {
         for (uint64_t i2 = 0; i2 < v.ne[2]; ++i2) {
           for (uint64_t i1 = 0; i1 < v.ne[1]; ++i1) {
-            kc::dequantize_row(v.type, v.data + i1 * v.nb[1] + i2 * v.nb[2] + i3 * v.nb[3], to, static_cast<int64_t>(v.ne[0]));
+            kc::dequantize_row(v.type, v.data() + i1 * v.nb[1] + i2 * v.nb[2] + i3 * v.nb[3], to, static_cast<int64_t>(v.ne[0]));
             to += v.ne[0];
           }
         }
@@ -249,7 +249,7 @@ class CpuBackend final : public Backend {
   const float* f32_weight_cached(const Node* w) const {
     if (w == nullptr) return nullptr;
     const TensorView& v = *w->weight;
-    if (v.type == kc::kF32 && v.contiguous()) return reinterpret_cast<const float*>(v.data);
+    if (v.type == kc::kF32 && v.contiguous()) return reinterpret_cast<const float*>(v.data());
     return f32_copies_.at(&v).data();
   }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <set>
 
 #include "hparams/hparams.hpp"
 #include "spec/fused_forms.hpp"
@@ -12,7 +13,7 @@ namespace archreg::runtime {
 namespace {
 
 // A view of a whole stored tensor.
-TensorView whole(const gguf::Reader& reader, const gguf::TensorInfo& t, std::string name) {
+TensorView whole(const gguf::TensorInfo& t, const Storage& storage, std::string name) {
   const gguf::TypeTraits& traits = *gguf::ggml_type(t.type);
   TensorView view;
   view.name = std::move(name);
@@ -23,15 +24,15 @@ TensorView whole(const gguf::Reader& reader, const gguf::TensorInfo& t, std::str
   view.nb[1] = t.row_bytes;
   view.nb[2] = view.nb[1] * t.ne[1];
   view.nb[3] = view.nb[2] * t.ne[2];
-  view.data = reader.tensor_data(t).data();
-  view.storage = std::string(t.name);
+  view.storage = &storage;
   return view;
 }
 
 class Binder {
  public:
-  Binder(const gguf::Reader& reader, const spec::Spec& spec, const hparams::Hparams& hparams)
-      : reader_(reader), spec_(spec), hparams_(hparams) {}
+  Binder(const gguf::Reader& reader, const spec::Spec& spec, const hparams::Hparams& hparams,
+         std::vector<std::unique_ptr<Storage>>& storages)
+      : reader_(reader), spec_(spec), hparams_(hparams), storages_(storages) {}
 
   std::vector<TensorView> bind() {
     bind_context(std::nullopt);
@@ -40,6 +41,17 @@ class Binder {
   }
 
  private:
+  // The storage of a stored tensor, made once: the file's bytes, in place.
+  const Storage& mapped(const gguf::TensorInfo& t) {
+    const auto [it, added] = by_tensor_.emplace(&t, nullptr);
+    if (added) {
+      const std::span<const std::byte> bytes = reader_.tensor_data(t);
+      storages_.push_back(std::make_unique<Storage>(Storage{std::string(t.name), Storage::Kind::kMapped, bytes.data(), bytes.size()}));
+      it->second = storages_.back().get();
+    }
+    return *it->second;
+  }
+
   void bind_context(std::optional<int64_t> layer) {
     const bool per_layer = layer.has_value();
     const int64_t where = layer.value_or(0);
@@ -49,7 +61,7 @@ class Binder {
       for (const spec::FusedTensor& fused : form.tensors) {
         const gguf::TensorInfo* stored = reader_.find_tensor(form.gguf_name(fused, where));
         if (stored == nullptr) continue;
-        const TensorView all = whole(reader_, *stored, std::string(stored->name));
+        const TensorView all = whole(*stored, mapped(*stored), std::string(stored->name));
         for (size_t p = 0; p < fused.parts.size(); ++p) {
           const spec::TensorDecl& part = spec_.tensors[fused.parts[p]];
           views_.push_back(part_view(all, part, fused.axis, static_cast<uint64_t>(hparams_.eval(fused.offsets[p], layer)), layer));
@@ -61,7 +73,7 @@ class Binder {
       const spec::TensorDecl& decl = spec_.tensors[i];
       if (decl.per_layer != per_layer || bound[i] || (decl.when && hparams_.eval(*decl.when, layer) == 0)) continue;
       const std::string name = decl.gguf_name(where);
-      if (const gguf::TensorInfo* stored = reader_.find_tensor(name)) views_.push_back(whole(reader_, *stored, name));
+      if (const gguf::TensorInfo* stored = reader_.find_tensor(name)) views_.push_back(whole(*stored, mapped(*stored), name));
     }
   }
 
@@ -82,13 +94,15 @@ class Binder {
     } else {
       byte_offset = offset * all.nb[static_cast<size_t>(axis)];
     }
-    view.data = all.data + byte_offset;
+    view.offset = all.offset + byte_offset;
     return view;
   }
 
   const gguf::Reader& reader_;
   const spec::Spec& spec_;
   const hparams::Hparams& hparams_;
+  std::vector<std::unique_ptr<Storage>>& storages_;
+  std::map<const gguf::TensorInfo*, const Storage*> by_tensor_;
   std::vector<TensorView> views_;
 };
 
@@ -112,7 +126,7 @@ void TensorView::gather(std::span<std::byte> out) const {
   for (uint64_t i3 = 0; i3 < ne[3]; ++i3) {
     for (uint64_t i2 = 0; i2 < ne[2]; ++i2) {
       for (uint64_t i1 = 0; i1 < ne[1]; ++i1) {
-        std::memcpy(to, data + i1 * nb[1] + i2 * nb[2] + i3 * nb[3], row);
+        std::memcpy(to, data() + i1 * nb[1] + i2 * nb[2] + i3 * nb[3], row);
         to += row;
       }
     }
@@ -151,7 +165,7 @@ Model Model::open(const std::filesystem::path& file, registry::Registry& registr
   model.hparams_ = std::make_unique<hparams::Hparams>(hparams::Hparams::bind(*model.spec_, reader, ignored));
   const hparams::Hparams& hparams = *model.hparams_;
   model.n_layers_ = static_cast<int32_t>(hparams.layers().value_or(0));
-  model.tensors_ = Binder(reader, *model.spec_, hparams).bind();
+  model.tensors_ = Binder(reader, *model.spec_, hparams, model.storages_).bind();
   if (options.fuse_at_load) model.fuse_in_memory();
   model.index_tensors();
   return model;
@@ -195,7 +209,8 @@ void Model::fuse_in_memory() {
         const size_t axis = static_cast<size_t>(fused.axis);
         bool separate = true;
         for (const TensorView* part : parts) {
-          separate = separate && part->type == parts.front()->type && part->storage == part->name && part->contiguous();
+          separate = separate && part->type == parts.front()->type && part->storage->kind == Storage::Kind::kMapped &&
+                     part->storage->name == part->name && part->offset == 0 && part->contiguous();
         }
         if (!separate) continue;
         const gguf::TypeTraits& traits = *gguf::ggml_type(parts.front()->type);
@@ -208,6 +223,9 @@ void Model::fuse_in_memory() {
         for (size_t d = 2; d < 4; ++d) nb[d] = nb[d - 1] * ne[d - 1];
         const uint64_t bytes = nb[3] * ne[3];
         auto buffer = std::make_unique<std::byte[]>(bytes);
+        storages_.push_back(
+            std::make_unique<Storage>(Storage{form.gguf_name(fused, where), Storage::Kind::kFusedAtLoad, buffer.get(), bytes}));
+        const Storage& storage = *storages_.back();
         uint64_t offset = 0;
         for (TensorView* part : parts) {
           std::byte* base = buffer.get() + offset * nb[axis];
@@ -215,13 +233,13 @@ void Model::fuse_in_memory() {
             for (uint64_t i2 = 0; i2 < part->ne[2]; ++i2) {
               for (uint64_t i1 = 0; i1 < part->ne[1]; ++i1) {
                 std::memcpy(base + i1 * nb[1] + i2 * nb[2] + i3 * nb[3],
-                            part->data + i1 * part->nb[1] + i2 * part->nb[2] + i3 * part->nb[3], nb[1]);
+                            part->data() + i1 * part->nb[1] + i2 * part->nb[2] + i3 * part->nb[3], nb[1]);
               }
             }
           }
-          part->data = base;
+          part->storage = &storage;
+          part->offset = static_cast<uint64_t>(base - buffer.get());
           part->nb = nb;
-          part->storage = form.gguf_name(fused, where) + " (fused at load)";
           offset += part->ne[axis];
         }
         fused_bytes_ += bytes;
@@ -229,6 +247,10 @@ void Model::fuse_in_memory() {
       }
     }
   }
+  // The parts' mapped storages that no view uses any more are not for a backend to place.
+  std::set<const Storage*> used;
+  for (const TensorView& view : tensors_) used.insert(view.storage);
+  std::erase_if(storages_, [&](const std::unique_ptr<Storage>& s) { return !used.contains(s.get()); });
 }
 
 const TensorView* Model::weight(std::string_view name, int32_t layer) const {

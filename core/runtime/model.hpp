@@ -27,15 +27,29 @@ namespace archreg::runtime {
 // Why a model cannot be run; findings are listed when validation refused it.
 using LoadError = report::Refusal;
 
-// A logical tensor: ggml-style extents and byte strides over the mapped file.
+// Bytes a backend places once: a tensor as the file stores it (the CPU backend uses it in place
+// in the mapping; a device backend uploads it), or a fused tensor built by --fuse-at-load.
+// Logical tensors refer to their storage by (storage, offset), so the parts of one fused
+// storage are one buffer wherever the backend puts it.
+struct Storage {
+  enum class Kind { kMapped, kFusedAtLoad };
+  std::string name;  // the stored tensor's GGUF name; fused at load: the fused tensor's name
+  Kind kind = Kind::kMapped;
+  const std::byte* host = nullptr;  // its bytes in host memory (the mapping, or a load-time buffer)
+  uint64_t bytes = 0;
+};
+
+// A logical tensor: ggml-style extents and byte strides into one storage.
 struct TensorView {
   std::string name;  // logical GGUF name, e.g. "blk.3.ffn_up_exps.weight"
   int32_t type = 0;
   uint32_t n_dims = 0;
   std::array<uint64_t, 4> ne{1, 1, 1, 1};
   std::array<uint64_t, 4> nb{0, 0, 0, 0};  // bytes between consecutive blocks / rows / ...
-  const std::byte* data = nullptr;
-  std::string storage;  // the stored tensor it views (itself, or the fused tensor)
+  const Storage* storage = nullptr;        // owned by the Model
+  uint64_t offset = 0;                     // bytes from the storage's start to element 0
+
+  const std::byte* data() const { return storage->host + offset; }
 
   bool contiguous() const;
   uint64_t n_bytes() const;  // bytes of the logical tensor, as if contiguous
@@ -62,6 +76,8 @@ class Model {
   const plugin::Plugin& plugin() const { return *plugin_; }
   // Every logical tensor present, in spec order (global tensors, then layer by layer).
   const std::vector<TensorView>& tensors() const { return tensors_; }
+  // Every storage the logical tensors refer to, each once: what a backend places.
+  const std::vector<std::unique_ptr<Storage>>& storages() const { return storages_; }
   // nullptr when absent (optional or tied tensors).
   const TensorView* find(std::string_view logical_name) const;
   // The logical tensor `base.suffix` of `layer` (< 0: a global tensor), resolved once at load;
@@ -84,6 +100,7 @@ class Model {
   std::unique_ptr<gguf::Reader> reader_;
   const spec::Spec* spec_ = nullptr;
   const plugin::Plugin* plugin_ = nullptr;
+  std::vector<std::unique_ptr<Storage>> storages_;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t, std::less<>> index_;
   // [layer + 1] -> spec tensor name ("attn_q.weight") -> index into tensors_

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "test_support.hpp"
@@ -68,11 +69,53 @@ TEST(Model, FusedAndUnfusedFilesBindIdenticalLogicalTensors) {
       ASSERT_NE(other, nullptr) << logical.name;
       EXPECT_EQ(other->type, logical.type) << logical.name;
       EXPECT_EQ(other->ne, logical.ne) << logical.name;
-      EXPECT_TRUE(bytes_of(*other) == bytes_of(logical)) << logical.name << " differs (stored in " << other->storage << ")";
+      EXPECT_TRUE(bytes_of(*other) == bytes_of(logical)) << logical.name << " differs (stored in " << other->storage->name << ")";
       if (!other->contiguous()) ++strided;
     }
   }
   EXPECT_GT(strided, 0u);  // expert parts of a fused gate_up are strided views
+}
+
+// Each logical tensor refers to a storage of the model by (storage, offset): mapped storages are
+// the file's bytes in place, one per stored tensor; --fuse-at-load puts a group's parts in one
+// new storage; every storage listed is used, so a backend places nothing twice or for nothing.
+TEST(Model, LogicalTensorsReferToStoragesPlacedOnce) {
+  registry::Registry registry = make_registry();
+  const auto pairs = fixture_pairs(registry);
+  ASSERT_FALSE(pairs.empty());
+  size_t shared = 0;
+  size_t fused_at_load = 0;
+  for (const auto& [unfused_file, fused_file] : pairs) {
+    SCOPED_TRACE(unfused_file);
+    for (const auto& [file, options] : {std::pair{unfused_file, OpenOptions{}}, std::pair{fused_file, OpenOptions{}},
+                                        std::pair{unfused_file, OpenOptions{.fuse_at_load = true}}}) {
+      const Model model = Model::open(kFixtures / file, registry, options);
+      std::map<const Storage*, size_t> users;
+      for (const auto& storage : model.storages()) users.emplace(storage.get(), 0);
+      ASSERT_EQ(users.size(), model.storages().size());
+      for (const TensorView& view : model.tensors()) {
+        ASSERT_TRUE(users.contains(view.storage)) << view.name << " refers to a storage the model does not list";
+        ++users[view.storage];
+        EXPECT_LE(view.offset + view.nb[3] * (view.ne[3] - 1) + view.nb[2] * (view.ne[2] - 1) + view.nb[1] * (view.ne[1] - 1),
+                  view.storage->bytes)
+            << view.name;
+        if (view.storage->kind == Storage::Kind::kMapped) {
+          const gguf::TensorInfo* stored = model.reader().find_tensor(view.storage->name);
+          ASSERT_NE(stored, nullptr) << view.storage->name;
+          EXPECT_EQ(view.storage->host, model.reader().tensor_data(*stored).data()) << view.name << ": mapped in place";
+        } else {
+          ++fused_at_load;
+          EXPECT_TRUE(options.fuse_at_load) << view.name;
+        }
+      }
+      for (const auto& [storage, count] : users) {
+        EXPECT_GT(count, 0u) << storage->name << " is listed but no tensor uses it";
+        if (count > 1) ++shared;
+      }
+    }
+  }
+  EXPECT_GT(shared, 0u);         // fused storages hold several logical tensors
+  EXPECT_GT(fused_at_load, 0u);  // and --fuse-at-load made some
 }
 
 TEST(Model, RefusesUnknownArchitecturesBeforeTouchingWeights) {
