@@ -1,12 +1,9 @@
 #include "cli/run_support.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -135,23 +132,17 @@ LogitsFile::LogitsFile(std::string path) : path_(std::move(path)) {
   std::error_code error;
   if (!fs::is_directory(dir, error))
     throw runtime::RunError(fmt::format("--dump-logits {}: the directory {} does not exist", path_, dir.string()));
-  if (fs::is_directory(target, error)) throw runtime::RunError(fmt::format("--dump-logits {}: is a directory", path_));
-  std::string pattern = (dir / (".archreg-logits-XXXXXX")).string();
-  fd_ = mkstemp(pattern.data());
-  if (fd_ < 0)
-    throw runtime::RunError(fmt::format("--dump-logits {}: cannot create a file in {}: {}", path_, dir.string(), std::strerror(errno)));
-  temporary_ = pattern;
-}
-
-LogitsFile::~LogitsFile() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    ::unlink(temporary_.c_str());
+  try {
+    file_ = std::make_unique<gguf::AtomicFile>(target, /*overwrite=*/true);
+  } catch (const gguf::Error& failed) {
+    throw runtime::RunError(fmt::format("--dump-logits {}", failed.what()));
   }
 }
 
+LogitsFile::~LogitsFile() = default;
+
 void LogitsFile::write(std::span<const float> logits, size_t rows, size_t n_vocab) {
-  if (fd_ < 0) return;
+  if (!file_) return;
   std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", rows, n_vocab);
   const size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
@@ -161,30 +152,15 @@ void LogitsFile::write(std::span<const float> logits, size_t rows, size_t n_voca
   preamble.push_back(static_cast<char>(length & 0xff));
   preamble.push_back(static_cast<char>(length >> 8));
   preamble += header;
-  auto put = [&](const void* data, size_t bytes) {
-    const char* p = static_cast<const char*>(data);
-    while (bytes > 0) {
-      const ssize_t n = ::write(fd_, p, bytes);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw runtime::RunError(fmt::format("--dump-logits {}: write failed: {}", path_, std::strerror(errno)));
-      }
-      p += n;
-      bytes -= static_cast<size_t>(n);
-    }
-  };
-  put(preamble.data(), preamble.size());
-  put(logits.data(), rows * n_vocab * sizeof(float));
-  if (::fchmod(fd_, 0644) != 0 || ::close(fd_) != 0) {
-    fd_ = -1;
-    ::unlink(temporary_.c_str());
-    throw runtime::RunError(fmt::format("--dump-logits {}: cannot finish the file: {}", path_, std::strerror(errno)));
+  try {
+    file_->write_all(std::as_bytes(std::span<const char>(preamble)));
+    file_->write_all(std::as_bytes(logits.first(rows * n_vocab)));
+    file_->publish();
+  } catch (const gguf::Error& failed) {
+    file_.reset();
+    throw runtime::RunError(fmt::format("--dump-logits {}", failed.what()));
   }
-  fd_ = -1;
-  if (::rename(temporary_.c_str(), path_.c_str()) != 0) {
-    ::unlink(temporary_.c_str());
-    throw runtime::RunError(fmt::format("--dump-logits {}: cannot give the file its name: {}", path_, std::strerror(errno)));
-  }
+  file_.reset();
 }
 
 int guard_run(const char* name, const std::function<int()>& body) {

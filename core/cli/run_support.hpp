@@ -5,11 +5,13 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "gguf/atomic_file.hpp"
 #include "runtime/model.hpp"
 #include "runtime/session.hpp"
 
@@ -45,8 +47,9 @@ std::vector<int32_t> end_of_generation_ids(const runtime::Model& model);
 // KV cache exceed this machine's memory.
 void check_fits(const runtime::Model& model, size_t n_tokens, const runtime::SessionOptions& options);
 
-// A .npy file of float32 logits, written atomically: the temporary file is made (and an
-// unwritable path refused) when the object is made, and it gets its name only once complete.
+// A .npy file of float32 logits, written atomically (gguf::AtomicFile): the temporary file is
+// made (and an unwritable path refused) when the object is made, and it gets its name only once
+// complete.
 class LogitsFile {
  public:
   explicit LogitsFile(std::string path);
@@ -57,8 +60,7 @@ class LogitsFile {
 
  private:
   std::string path_;
-  std::string temporary_;
-  int fd_ = -1;
+  std::unique_ptr<gguf::AtomicFile> file_;
 };
 
 // Runs a command body, printing errors as "archreg NAME: ..." and returning the exit status:

@@ -84,26 +84,12 @@ std::optional<std::string> array_problem(const MetaValue& value, uint32_t depth 
 }  // namespace
 
 Writer::Writer(std::filesystem::path destination, WriterOptions options)
-    : destination_(std::move(destination)), options_(options), buffer_(std::make_unique_for_overwrite<std::byte[]>(kBufferSize)) {
-  if (std::filesystem::is_directory(destination_)) fail("", "is a directory");
-  if (!options_.overwrite && std::filesystem::exists(destination_)) {
-    fail("", "already exists (use --force to replace it)");
-  }
-  std::filesystem::path directory = destination_.parent_path();
-  if (directory.empty()) directory = ".";
-  fd_ = ::open(directory.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);  // mode honours the umask
-  if (fd_ < 0) {
-    std::string pattern = (directory / fmt::format(".{}.tmp-XXXXXX", destination_.filename().string())).string();
-    fd_ = mkostemp(pattern.data(), O_CLOEXEC);
-    if (fd_ < 0) fail("", fmt::format("cannot create a temporary file in {}: {}", directory.string(), std::strerror(errno)));
-    temporary_ = pattern;
-  }
-}
+    : destination_(std::move(destination)),
+      options_(options),
+      file_(destination_, options.overwrite),
+      buffer_(std::make_unique_for_overwrite<std::byte[]>(kBufferSize)) {}
 
-Writer::~Writer() {
-  if (fd_ >= 0) ::close(fd_);  // an unnamed temporary file vanishes with its descriptor
-  if (!committed_ && !temporary_.empty()) ::unlink(temporary_.c_str());
-}
+Writer::~Writer() = default;
 
 void Writer::fail(std::string subject, std::string message) const {
   throw Error(destination_.string(), std::nullopt, std::move(subject), std::move(message));
@@ -234,7 +220,7 @@ void Writer::write(std::span<const std::byte> bytes) {
 }
 
 std::filesystem::path Writer::temporary_path() const {
-  return temporary_.empty() ? std::filesystem::path(fmt::format("/proc/self/fd/{}", fd_)) : temporary_;
+  return file_.temporary_path();
 }
 
 void Writer::commit(const std::function<void(const std::filesystem::path&)>& verify) {
@@ -246,53 +232,10 @@ void Writer::commit(const std::function<void(const std::filesystem::path&)>& ver
          fmt::format("only {} of its {} bytes were written ({} tensors incomplete)", filled_, t.n_bytes, tensors_.size() - current_));
   }
   flush();
-  if (options_.sync && ::fsync(fd_) != 0) fail("", fmt::format("cannot sync the output: {}", std::strerror(errno)));
+  if (options_.sync) file_.sync();
   if (verify) verify(temporary_path());
-  if (temporary_.empty()) {
-    publish_unnamed();
-  } else {
-    if (::fchmod(fd_, 0644) != 0) fail("", fmt::format("cannot set permissions: {}", std::strerror(errno)));
-    move_into_place(temporary_);
-  }
-  ::close(fd_);
-  fd_ = -1;
+  file_.publish();
   committed_ = true;
-}
-
-void Writer::publish_unnamed() {
-  // Linking the unnamed file fails with EEXIST when the destination exists: no-overwrite for free.
-  const std::string self = fmt::format("/proc/self/fd/{}", fd_);
-  if (!options_.overwrite) {
-    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, destination_.c_str(), AT_SYMLINK_FOLLOW) != 0) {
-      const int saved = errno;
-      fail("", saved == EEXIST ? std::string("already exists (use --force to replace it)")
-                               : fmt::format("cannot give the finished file its name: {}", std::strerror(saved)));
-    }
-    return;
-  }
-  // Replacing: link under a unique temporary name, then rename over the destination atomically.
-  for (int attempt = 0;; ++attempt) {
-    const std::filesystem::path named =
-        destination_.parent_path() / fmt::format(".{}.tmp-{}-{}", destination_.filename().string(), ::getpid(), attempt);
-    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, named.c_str(), AT_SYMLINK_FOLLOW) == 0) {
-      temporary_ = named;
-      move_into_place(named);
-      return;
-    }
-    if (errno != EEXIST || attempt > 100) fail("", fmt::format("cannot give the finished file its name: {}", std::strerror(errno)));
-  }
-}
-
-void Writer::move_into_place(const std::filesystem::path& from) {
-  const unsigned flags = options_.overwrite ? 0 : RENAME_NOREPLACE;
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, destination_.c_str(), flags) != 0) {
-    const int saved = errno;
-    ::unlink(from.c_str());
-    temporary_.clear();
-    fail("", saved == EEXIST ? std::string("already exists (use --force to replace it)")
-                             : fmt::format("cannot move the finished file into place: {}", std::strerror(saved)));
-  }
-  temporary_.clear();
 }
 
 void Writer::advance(uint64_t n) {
@@ -316,7 +259,7 @@ void Writer::write_from(int fd, uint64_t offset, uint64_t n) {
       uint64_t left = take;
       auto in_offset = static_cast<loff_t>(offset);
       while (left > 0) {
-        const ssize_t copied = ::copy_file_range(fd, &in_offset, fd_, nullptr, left, 0);
+        const ssize_t copied = ::copy_file_range(fd, &in_offset, file_.fd(), nullptr, left, 0);
         if (copied < 0 && errno == EINTR) continue;
         if (copied <= 0) break;  // unsupported here, or a short source: finish through the buffer
         left -= static_cast<uint64_t>(copied);
@@ -374,18 +317,12 @@ void Writer::flush() {
 }
 
 void Writer::write_all(std::span<const std::byte> bytes) {
-  const std::byte* data = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd_, data, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("", fmt::format("write failed after {} bytes: {}", written_, std::strerror(errno)));
-    }
-    data += n;
-    left -= static_cast<size_t>(n);
-    written_ += static_cast<uint64_t>(n);
+  try {
+    file_.write_all(bytes);
+  } catch (const Error& error) {
+    fail("", fmt::format("{} (after {} bytes)", error.message(), written_));
   }
+  written_ += bytes.size();
   start_writeback();
 }
 
@@ -396,7 +333,7 @@ void Writer::start_writeback() {
   if (!options_.sync || written_ - writeback_ < kWritebackChunk) return;
   const uint64_t end = written_ / kWritebackChunk * kWritebackChunk;
   // Advisory: a filesystem that does not support it simply syncs everything at commit.
-  ::sync_file_range(fd_, static_cast<off64_t>(writeback_), static_cast<off64_t>(end - writeback_), SYNC_FILE_RANGE_WRITE);
+  ::sync_file_range(file_.fd(), static_cast<off64_t>(writeback_), static_cast<off64_t>(end - writeback_), SYNC_FILE_RANGE_WRITE);
   writeback_ = end;
 }
 

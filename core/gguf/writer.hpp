@@ -1,11 +1,9 @@
 // Streaming GGUF writer: declare metadata and tensor infos, then stream each tensor's bytes
 // in order from any source. Nothing but the header and a 4 MiB buffer is held in memory.
 //
-// The output is written to an unnamed temporary file in the destination's directory
-// (O_TMPFILE; a named ".NAME.tmp-XXXXXX" where the filesystem lacks it) and only given its
-// name by commit(), after it is complete, synced and (optionally) verified. A writer destroyed
-// without commit() — an exception, an interruption — leaves nothing behind; with O_TMPFILE not
-// even a killed process leaves a partial file.
+// The output is a gguf::AtomicFile: an unnamed temporary file in the destination's directory,
+// given its name by commit() only after it is complete, synced and (optionally) verified. A
+// writer destroyed without commit() — an exception, an interruption — leaves nothing behind.
 #pragma once
 
 #include <cstddef>
@@ -18,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gguf/atomic_file.hpp"
 #include "gguf/error.hpp"
 #include "gguf/value.hpp"
 
@@ -80,8 +79,6 @@ class Writer {
   void put(std::span<const std::byte> bytes);
   void advance(uint64_t n);  // accounts n bytes of the current tensor as written
   void read_through_buffer(int fd, uint64_t offset, uint64_t n);
-  void publish_unnamed();
-  void move_into_place(const std::filesystem::path& from);
   void put_padding(uint64_t n);
   void flush();
   void write_all(std::span<const std::byte> bytes);
@@ -89,9 +86,8 @@ class Writer {
   [[noreturn]] void fail(std::string subject, std::string message) const;
 
   std::filesystem::path destination_;
-  std::filesystem::path temporary_;  // empty with O_TMPFILE: the file has no name until commit
   WriterOptions options_;
-  int fd_ = -1;
+  AtomicFile file_;
   bool header_written_ = false;
   bool committed_ = false;
   uint32_t alignment_ = 32;
