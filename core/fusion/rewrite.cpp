@@ -9,7 +9,9 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <unordered_map>
 
+#include "gguf/error.hpp"
 #include "gguf/writer.hpp"
 #include "hparams/hparams.hpp"
 #include "spec/fused_forms.hpp"
@@ -66,6 +68,7 @@ class Planner {
     }
     refuse_mixed_types();
     order_outputs();
+    fuse_ ? record_order() : restore_order();
     return std::move(plan_);
   }
 
@@ -272,6 +275,73 @@ class Planner {
     }
   }
 
+  // fuse: records the input's unfused order — its tensors in file order, a tensor that is already
+  // fused expanded into its parts as unfuse would — when unfusing the output would not give it
+  // back by itself.
+  void record_order() {
+    if (input_.find_key(kUnfusedOrderKey) != nullptr) return;            // copied as it is
+    std::unordered_map<std::string, std::vector<std::string>> parts_of;  // fused name -> part names
+    for (const FusedForm& form : spec_.fused_forms) {
+      for_each_context(form, [&](std::optional<int64_t> layer) {
+        for (const FusedTensor& fused : form.tensors) {
+          std::vector<std::string>& parts = parts_of[form.gguf_name(fused, layer.value_or(0))];
+          for (size_t p : fused.parts) parts.push_back(spec_.tensors[p].gguf_name(layer.value_or(0)));
+        }
+      });
+    }
+    const auto unfused = [&](auto&& names) {
+      std::vector<std::string> out;
+      for (std::string_view name : names) {
+        const auto it = parts_of.find(std::string(name));
+        if (it == parts_of.end()) {
+          out.emplace_back(name);
+        } else {
+          out.insert(out.end(), it->second.begin(), it->second.end());
+        }
+      }
+      return out;
+    };
+    std::vector<std::string_view> input_names, output_names;
+    for (const gguf::TensorInfo& t : input_.tensors()) input_names.push_back(t.name);
+    for (const OutputTensor& out : plan_.tensors) output_names.push_back(out.name);
+    std::vector<std::string> original = unfused(input_names);
+    if (original == unfused(output_names)) return;
+    plan_.record_order = std::move(original);
+    plan_.notes.push_back(fmt::format(
+        "the input's tensor order is recorded in '{}', so `archreg unfuse` gives this file back byte for byte", kUnfusedOrderKey));
+  }
+
+  // unfuse: orders the output as the recorded order says, when it names exactly its tensors.
+  void restore_order() {
+    const std::optional<gguf::Value> recorded = input_.find(kUnfusedOrderKey);
+    if (!recorded) return;
+    if (!recorded->is_array() || recorded->element_type() != gguf::ValueType::kString) {
+      throw RewriteError(fmt::format("{}: key '{}': expected an array of tensor names (strings), found {}", input_.path(), kUnfusedOrderKey,
+                                     recorded->is_array() ? fmt::format("an array of {}", gguf::value_type_name(recorded->element_type()))
+                                                          : std::string(gguf::value_type_name(recorded->type()))));
+    }
+    const auto keep = [&](std::string_view why) {
+      plan_.notes.push_back(fmt::format("'{}' is kept, not used: {}", kUnfusedOrderKey, why));
+    };
+    if (recorded->size() != plan_.tensors.size()) {
+      return keep(
+          fmt::format("it names {} tensors and this output has {} (a later unfuse may use it)", recorded->size(), plan_.tensors.size()));
+    }
+    std::unordered_map<std::string_view, size_t> position;
+    uint64_t index = 0;
+    for (const gguf::Value name : *recorded) {
+      if (!position.emplace(name.as_string(), index++).second)
+        return keep(fmt::format("it names '{}' twice", gguf::printable(name.as_string())));
+    }
+    for (const OutputTensor& out : plan_.tensors) {
+      if (!position.contains(out.name)) return keep(fmt::format("it does not name '{}'", gguf::printable(out.name)));
+    }
+    std::vector<OutputTensor> ordered(plan_.tensors.size());
+    for (OutputTensor& out : plan_.tensors) ordered[position.at(out.name)] = std::move(out);
+    plan_.tensors = std::move(ordered);
+    plan_.drop_order_key = true;
+  }
+
   const gguf::Reader& input_;
   const spec::Spec& spec_;
   const plugin::Plugin& plugin_;
@@ -310,7 +380,14 @@ void execute_rewrite(const RewritePlan& plan, const gguf::Reader& input, const s
   ::posix_fadvise(in.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
   gguf::Writer writer(output, gguf::WriterOptions{.overwrite = options.overwrite, .sync = options.sync});
-  for (const gguf::KeyValue& kv : input.metadata()) writer.add_raw(kv.key, input.raw_entry(kv));
+  for (const gguf::KeyValue& kv : input.metadata()) {
+    if (!(plan.drop_order_key && kv.key == kUnfusedOrderKey)) writer.add_raw(kv.key, input.raw_entry(kv));
+  }
+  if (!plan.record_order.empty()) {
+    std::vector<gguf::MetaValue> names;
+    for (const std::string& name : plan.record_order) names.push_back(gguf::MetaValue{name});
+    writer.add(std::string(kUnfusedOrderKey), gguf::MetaValue{gguf::make_array(gguf::ValueType::kString, std::move(names))});
+  }
   for (const OutputTensor& out : plan.tensors) writer.add_tensor(out.name, out.type, out.shape);
 
   auto check_cancelled = [&] {

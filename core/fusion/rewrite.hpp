@@ -25,6 +25,13 @@ namespace archreg::fusion {
 
 enum class Direction { kFuse, kUnfuse };
 
+// Metadata key (an array of strings) that fuse writes when the input's tensor order is not the
+// one unfuse would produce by itself (real files store attn_k before attn_q, say): the input's
+// tensor names in file order. unfuse consumes it — orders its output by it and drops it — when
+// it names exactly the output's tensors, so unfuse(fuse(x)) is x byte for byte whatever x's
+// order. A later fuse carries an existing key over unchanged: it describes the first input.
+inline constexpr std::string_view kUnfusedOrderKey = "archreg.unfused_tensor_order";
+
 // A refusal: nothing is written. Findings are listed when the input does not validate.
 using RewriteError = report::Refusal;
 
@@ -55,6 +62,10 @@ struct RewritePlan {
   std::vector<OutputTensor> tensors;
   uint64_t data_bytes = 0;         // bytes of tensor data to move
   std::vector<std::string> notes;  // for people: e.g. which loaders accept the fused forms
+  // fuse: write kUnfusedOrderKey with these names (empty: not needed, or carried over).
+  std::vector<std::string> record_order;
+  // unfuse: the output is ordered by kUnfusedOrderKey, which is not copied.
+  bool drop_order_key = false;
 };
 
 // Decides what to write, refusing (RewriteError) everything that cannot be done losslessly or

@@ -12,8 +12,9 @@ Everything is read back with gguf-py and compared byte for byte:
   concatenation of its parts along the group's ggml axis; every other tensor and every metadata
   entry is unchanged;
 - unfuse restores every part byte for byte (of archreg's output and of gguf-py's fused file);
-  with y = unfuse(fuse(x)), fuse(y) == fuse(x) and unfuse(fuse(y)) == y as whole files, and
-  unfuse(fuse(x)) == x where x stores each group's parts next to each other;
+  unfuse(fuse(x)) == x as whole files whatever x's tensor order (fuse records an order unfuse
+  would not restore by itself in `archreg.unfused_tensor_order`, which unfuse consumes): for
+  every fixture, shuffled fixtures and the real SmolLM2 file (same sha256 as published);
 - --group and --for select groups; every refusal exits 1 (2 for an unreadable input) with a
   specific message and leaves neither OUT nor a temporary file;
 - SIGINT/SIGTERM while writing exits 130 and leaves nothing, SIGKILL leaves nothing, a write
@@ -203,6 +204,7 @@ class Stored:
 
 @dataclass
 class File:
+    path: Path
     alignment: int
     metadata: list[tuple[str, tuple[int, ...], bytes]]  # key, value types, raw bytes
     order: list[str]
@@ -224,7 +226,7 @@ def _read(path: Path) -> File:
         end = t.data_offset + int(t.n_bytes)
         assert end <= len(raw), f"{path.name}: {t.name} runs past the end"
         tensors[t.name] = Stored(int(t.tensor_type), tuple(int(x) for x in t.shape), raw[t.data_offset:end])
-    return File(int(reader.alignment), metadata, [t.name for t in reader.tensors], tensors)
+    return File(path, int(reader.alignment), metadata, [t.name for t in reader.tensors], tensors)
 
 
 def _model_tensors(model: mf.Model) -> dict[str, Stored]:
@@ -291,6 +293,21 @@ def _unfuse_ok(src: Path, out: Path, arch: str, *extra: str) -> subprocess.Compl
     return _ok(_run("unfuse", src, out, *_registry_args(arch), *extra))
 
 
+ORDER_KEY = "archreg.unfused_tensor_order"
+
+
+def _recorded_order(f: File) -> list[str] | None:
+    """The tensor order fuse recorded in the file, if any (read with gguf-py)."""
+    field = GGUFReader(str(f.path)).fields.get(ORDER_KEY)
+    if field is None:
+        return None
+    return [field.parts[i].tobytes().decode() for i in field.data]
+
+
+def _without_order_key(metadata: list) -> list:
+    return [m for m in metadata if m[0] != ORDER_KEY]
+
+
 # --- the fixtures cover the storage types that matter ------------------------------------------
 
 
@@ -333,7 +350,10 @@ def test_fuse_matches_independent_fusion(fx: Path, tmp_path: Path, family: str) 
     # the tensors an independent fusion (make_fixtures.fuse, numpy) of the same model holds
     _assert_same_tensors(fused.tensors, _model_tensors(mf.fuse(model, groups)), "fuse vs make_fixtures.fuse")
     assert fused.order == _expected_order(source, arch, names, fuse=True)
-    assert fused.metadata == source.metadata
+    assert _without_order_key(fused.metadata) == source.metadata
+    # the order is recorded exactly when unfusing would not restore it by itself
+    natural = _expected_order(fused, arch, names, fuse=False)
+    assert _recorded_order(fused) == (None if natural == source.order else source.order)
     assert fused.alignment == source.alignment
     n_fused = 0
     for name, t in fused.tensors.items():
@@ -359,7 +379,8 @@ def test_fuse_matches_independent_fusion(fx: Path, tmp_path: Path, family: str) 
     unfused = _read(unfused_path)
     _assert_same_tensors(unfused.tensors, source.tensors, "unfuse(fuse(x)) vs x")
     assert unfused.metadata == source.metadata
-    assert unfused.order == _expected_order(fused, arch, names, fuse=False)
+    assert unfused.order == source.order
+    assert filecmp.cmp(unfused_path, src, shallow=False), "unfuse(fuse(x)) != x"
 
     # round trips are byte-exact whole files
     refused, reunfused = tmp_path / "refused.gguf", tmp_path / "reunfused.gguf"
@@ -367,8 +388,6 @@ def test_fuse_matches_independent_fusion(fx: Path, tmp_path: Path, family: str) 
     assert filecmp.cmp(refused, fused_path, shallow=False), "fuse(unfuse(fuse(x))) != fuse(x)"
     _unfuse_ok(refused, reunfused, arch)
     assert filecmp.cmp(reunfused, unfused_path, shallow=False), "unfuse(fuse(y)) != y"
-    if _parts_adjacent(model, arch):
-        assert filecmp.cmp(unfused_path, src, shallow=False), "unfuse(fuse(x)) != x although x stores parts adjacently"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -402,10 +421,87 @@ def test_custom_alignment_is_kept(fx: Path, tmp_path: Path) -> None:
     got, want = _read(fused), _read(fx / "qwen3moe-align64.fused.gguf")
     assert got.alignment == 64
     _assert_same_tensors(got.tensors, want.tensors, "fuse with alignment 64")
-    assert got.metadata == _read(src).metadata
+    assert _without_order_key(got.metadata) == _read(src).metadata
     _unfuse_ok(fused, back, "qwen3moe")
     assert _read(back).alignment == 64
     _assert_same_tensors(_read(back).tensors, _read(src).tensors, "unfuse with alignment 64")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_round_trip_is_exact_for_any_tensor_order(fx: Path, tmp_path: Path, family: str) -> None:
+    """Real files store tensors in their own order; unfuse(fuse(x)) is still x, byte for byte."""
+    arch, build = CASES[family]
+    model = build()
+    names = list(model.tensors)
+    np.random.default_rng(mf._seed("shuffle", family)).shuffle(names)
+    src = _write_model(tmp_path / "shuffled.gguf", mf.Model(model.arch, list(model.metadata), {n: model.tensors[n] for n in names}))
+    fused, back = tmp_path / "fused.gguf", tmp_path / "back.gguf"
+    proc = _fuse_ok(src, fused, arch)
+    assert ORDER_KEY in proc.stdout, _where(proc)
+    assert _recorded_order(_read(fused)) == names
+    _unfuse_ok(fused, back, arch)
+    assert filecmp.cmp(back, src, shallow=False), "unfuse(fuse(shuffled x)) != shuffled x"
+
+
+def test_round_trip_through_partial_rewrites(fx: Path, tmp_path: Path) -> None:
+    """Fusing or unfusing one group at a time keeps the recorded order for the last unfuse."""
+    model = mf.build("qwen3moe")
+    names = list(model.tensors)
+    np.random.default_rng(7).shuffle(names)
+    src = _write_model(tmp_path / "shuffled.gguf", mf.Model(model.arch, list(model.metadata), {n: model.tensors[n] for n in names}))
+    qkv, both, gate_up_only, back = (tmp_path / f"{n}.gguf" for n in ("qkv", "both", "gate-up-only", "back"))
+    _fuse_ok(src, qkv, "qwen3moe", "--group", "attn_qkv")
+    _fuse_ok(qkv, both, "qwen3moe")  # carries the key over
+    assert _recorded_order(_read(both)) == names
+    proc = _unfuse_ok(both, gate_up_only, "qwen3moe", "--group", "attn_qkv")
+    assert "is kept, not used" in proc.stdout, _where(proc)  # it names tensors still fused here
+    assert _recorded_order(_read(gate_up_only)) == names
+    _unfuse_ok(gate_up_only, back, "qwen3moe")
+    assert filecmp.cmp(back, src, shallow=False)
+
+
+def _with_order_key(fx: Path, out: Path, vtype, value) -> Path:
+    """qwen3moe fused by gguf-py, with an archreg.unfused_tensor_order entry of our choosing."""
+    model = mf.fuse(mf.build("qwen3moe"), rm.FUSABLE["qwen3moe"])
+    return _write_model(out, mf.Model(model.arch, list(model.metadata) + [(ORDER_KEY, vtype, value)], model.tensors))
+
+
+def test_a_malformed_recorded_order_is_refused(fx: Path, tmp_path: Path) -> None:
+    from gguf import GGUFValueType as VT
+    src = _with_order_key(fx, tmp_path / "bad-key.gguf", VT.UINT32, 7)
+    out = tmp_path / "out.gguf"
+    proc = _run("unfuse", src, out)
+    assert proc.returncode == EXIT_INVALID, _where(proc)
+    assert ORDER_KEY in proc.stderr and "expected an array of tensor names" in proc.stderr and "UINT32" in proc.stderr, _where(proc)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["other-names", "duplicate", "too-few"])
+def test_a_recorded_order_naming_other_tensors_is_kept_not_used(fx: Path, tmp_path: Path, case: str) -> None:
+    from gguf import GGUFValueType as VT
+    unfused = list(mf.build("qwen3moe").tensors)
+    recorded = {"other-names": unfused[:-1] + ["blk.0.not_a_tensor.weight"], "duplicate": unfused[:-1] + [unfused[0]],
+                "too-few": unfused[:-1]}[case]
+    src = _with_order_key(fx, tmp_path / "stale.gguf", VT.ARRAY, (VT.STRING, recorded))
+    out = tmp_path / "out.gguf"
+    proc = _unfuse_ok(src, out, "qwen3moe")
+    assert "is kept, not used" in proc.stdout, _where(proc)
+    got = _read(out)
+    assert got.order == _expected_order(_read(src), "qwen3moe", {g.name for g in rm.FUSABLE["qwen3moe"]}, fuse=False)
+    assert _recorded_order(got) == recorded
+
+
+def test_round_trip_of_the_real_smollm2_file(tmp_path: Path) -> None:
+    """The published SmolLM2 file (attn_k before attn_q) comes back with its published sha256."""
+    from test_run_logits import smollm2_path
+    import hashlib
+    src = smollm2_path()
+    fused, back = tmp_path / "fused.gguf", tmp_path / "back.gguf"
+    _fuse_ok(src, fused, "llama")
+    assert _group_states(_validate(fused, *_registry_args("llama")))["attn_qkv"] == "fused"
+    _unfuse_ok(fused, back, "llama")
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (src, back)]
+    assert digest[0] == digest[1], "unfuse(fuse(SmolLM2)) differs from the published file"
 
 
 # --- selecting groups ---------------------------------------------------------------------------
