@@ -26,6 +26,7 @@ void add_spec_command(CLI::App& app, int& exit_code) {
         fmt::print("{}: ok: arch {}, {} hyperparameters, {} tensors, fusable: {}\n", gguf::printable(file), gguf::printable(spec.arch),
                    spec.hparams.size(), spec.tensors.size(),
                    groups.empty() ? "none" : gguf::printable(fmt::format("{}", fmt::join(groups, ", "))));
+        if (!spec.description.empty()) fmt::print("  {}\n", gguf::printable(spec.description));
       } catch (const spec::SpecError& error) {
         for (const std::string& problem : error.problems()) fmt::print(stderr, "{}\n", gguf::printable(problem));
         exit_code = kExitInvalid;
