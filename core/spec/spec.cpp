@@ -6,9 +6,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
+#include <unordered_map>
+#include <utility>
 
 #include "gguf/regular_file.hpp"
 
@@ -133,7 +137,8 @@ class SpecParser {
   }
 
  private:
-  Spec parse_yaml(std::string_view text) {
+  // Counts the document's nodes (bounded) before yaml-cpp builds the tree; positions in file_.
+  YAML::Node load_document(std::string_view text) {
     std::istringstream stream{std::string(text)};
     try {
       YAML::Parser events(stream);
@@ -144,21 +149,30 @@ class SpecParser {
               fmt::format("more than {} YAML nodes; archreg reads at most {}", kMaxYamlNodes, kMaxYamlNodes));
       throw SpecError(problems_);
     }
-    const YAML::Node root = YAML::Load(stream.str());
+    return YAML::Load(stream.str());
+  }
+
+  Spec parse_yaml(std::string_view text) {
+    YAML::Node root = load_document(text);
     if (!root.IsMap()) {
       problem(pos(root), "a spec is a YAML map (schema_version, arch, hparams, ...)");
       throw SpecError(problems_);
     }
-    check_keys(root, {"schema_version", "arch", "description", "hparams", "layers", "optional_layers", "tensors", "layer", "alternatives",
-                      "fusable", "checks"});
+    check_keys(root, {"schema_version", "arch", "description", "extends", "hparams", "layers", "optional_layers", "tensors", "layer",
+                      "alternatives", "fusable", "checks"});
+    if (root["extends"]) root = with_bases(root);
     parse_header(root);
     parse_hparams(root["hparams"]);
     if (root["layers"]) {
+      const FromFile in(*this, origin("", "layers"));
       spec_.layers = expression(root["layers"], false, "layers");
     } else {
       problem(pos(root), "missing 'layers' (the expression giving the number of blk.N layers)");
     }
-    if (root["optional_layers"]) spec_.optional_layers = expression(root["optional_layers"], true, "optional_layers");
+    if (root["optional_layers"]) {
+      const FromFile in(*this, origin("", "optional_layers"));
+      spec_.optional_layers = expression(root["optional_layers"], true, "optional_layers");
+    }
     parse_tensors(root["tensors"], false);
     parse_tensors(root["layer"], true);
     parse_alternatives(root["alternatives"]);
@@ -174,6 +188,154 @@ class SpecParser {
     }
     if (!problems_.empty()) throw SpecError(problems_);
     return std::move(spec_);
+  }
+
+  // Problems found while parsing an entry are reported in the file the entry came from.
+  class FromFile {
+   public:
+    FromFile(SpecParser& parser, std::string file) : parser_(parser), saved_(std::exchange(parser.file_, std::move(file))) {}
+    FromFile(const FromFile&) = delete;
+    FromFile& operator=(const FromFile&) = delete;
+    ~FromFile() { parser_.file_ = std::move(saved_); }
+
+   private:
+    SpecParser& parser_;
+    std::string saved_;
+  };
+
+  // The file a merged entry came from: the spec itself unless it extends a base.
+  std::string origin(std::string_view section, std::string_view top_level_key) const {
+    const auto it = top_files_.find(top_level_key);
+    return section.empty() && it != top_files_.end() ? it->second : spec_.file;
+  }
+  std::string origin(std::string_view section, size_t entry) const {
+    const auto it = entry_files_.find(section);
+    return it != entry_files_.end() && entry < it->second.size() ? it->second[entry] : spec_.file;
+  }
+
+  // `extends:` — the spec over its chain of bases (nearest first, at most kMaxBases). Sections
+  // that are maps merge by name: a base's entries in the base's order, an entry the spec (or a
+  // nearer base) names again replaced where it was, `name: ~` removing it, new entries after;
+  // `checks` are concatenated; single values (layers, description, ...) come from the nearest
+  // file that has them. Each entry remembers its file, so problems name the right file:line.
+  struct Level {
+    YAML::Node root;
+    std::string file;
+  };
+
+  YAML::Node with_bases(const YAML::Node& spec_root) {
+    std::vector<Level> levels{{spec_root, file_}};
+    std::set<std::string> chain;
+    std::error_code ignored;
+    chain.insert(std::filesystem::weakly_canonical(file_, ignored).string());
+    while (const YAML::Node extends = levels.back().root["extends"]) {
+      const FromFile in(*this, levels.back().file);
+      const auto name = scalar(extends, "extends");
+      if (!name) throw SpecError(problems_);
+      if (levels.size() > kMaxBases) {
+        problem(pos(extends), fmt::format("more than {} levels of 'extends'", kMaxBases));
+        throw SpecError(problems_);
+      }
+      const std::filesystem::path path = std::filesystem::path(levels.back().file).parent_path() / *name;
+      if (!chain.insert(std::filesystem::weakly_canonical(path, ignored).string()).second) {
+        problem(pos(extends), fmt::format("'extends: {}' leads back to a spec already in the chain", *name));
+        throw SpecError(problems_);
+      }
+      std::string text;
+      try {
+        text = gguf::read_regular_file(path, kMaxSpecBytes, "base spec");
+      } catch (const gguf::FileError& error) {
+        problem(pos(extends), fmt::format("cannot read the base spec {}: {}", path.string(), error.message()));
+        throw SpecError(problems_);
+      }
+      Level base{YAML::Node(), path.string()};
+      const FromFile in_base(*this, base.file);
+      base.root = load_document(text);
+      if (!base.root.IsMap()) {
+        problem(pos(base.root), "a base spec is a YAML map (hparams, tensors, layer, fusable, checks, ...)");
+        throw SpecError(problems_);
+      }
+      check_keys(base.root,
+                 {"schema_version", "description", "extends", "hparams", "layers", "optional_layers", "tensors", "layer", "alternatives",
+                  "fusable", "checks"},
+                 "a base spec (a base has no 'arch')");
+      levels.push_back(std::move(base));
+    }
+    YAML::Node merged(YAML::NodeType::Map);
+    for (const char* key : {"schema_version", "arch", "description", "layers", "optional_layers"}) {
+      for (const Level& level : levels) {
+        if (const YAML::Node value = level.root[key]) {
+          merged[key] = value;
+          top_files_[key] = level.file;
+          break;
+        }
+      }
+    }
+    merged["extends"] = spec_root["extends"];
+    for (const char* section : {"hparams", "tensors", "layer", "alternatives", "fusable"}) merge_section(levels, section, merged);
+    YAML::Node checks(YAML::NodeType::Sequence);
+    std::vector<std::string>& check_files = entry_files_["checks"];
+    for (auto level = levels.rbegin(); level != levels.rend(); ++level) {
+      const YAML::Node list = level->root["checks"];
+      if (!list) continue;
+      const FromFile in(*this, level->file);
+      if (!list.IsSequence()) {
+        problem(pos(list), "'checks' must be a list of { expr, message }");
+        continue;
+      }
+      for (const YAML::Node& item : list) {
+        checks.push_back(item);
+        check_files.push_back(level->file);
+      }
+    }
+    if (checks.size() > 0) merged["checks"] = checks;
+    return merged;
+  }
+
+  void merge_section(const std::vector<Level>& levels, const char* section, YAML::Node& merged) {
+    struct Item {
+      YAML::Node key, value;
+      std::string file;
+      bool removed = false;
+    };
+    std::vector<Item> items;
+    bool present = false;
+    for (auto level = levels.rbegin(); level != levels.rend(); ++level) {
+      const YAML::Node map = level->root[section];
+      if (!map) continue;
+      present = true;
+      const FromFile in(*this, level->file);
+      if (!map.IsMap()) {
+        problem(pos(map), fmt::format("'{}' must be a map", section));
+        continue;
+      }
+      std::unordered_map<std::string, size_t> inherited;  // name -> item, of the farther files
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (!items[i].removed) inherited.emplace(items[i].key.as<std::string>(), i);
+      }
+      for (const auto& entry : map) {
+        const auto name = entry.first.as<std::string>();
+        const auto it = inherited.find(name);
+        if (it != inherited.end()) {
+          Item& item = items[it->second];
+          item = Item{entry.first, entry.second, level->file, entry.second.IsNull()};
+          inherited.erase(it);  // a second entry of the same name is a duplicate, reported later
+        } else if (entry.second.IsNull() && level != levels.rbegin()) {
+          problem(pos(entry.first), fmt::format("'{}: ~' removes an entry of '{}', but no base defines '{}'", name, section, name));
+        } else {
+          items.push_back(Item{entry.first, entry.second, level->file});
+        }
+      }
+    }
+    if (!present) return;
+    YAML::Node map(YAML::NodeType::Map);
+    std::vector<std::string>& files = entry_files_[section];
+    for (const Item& item : items) {
+      if (item.removed) continue;
+      map.force_insert(item.key, item.value);
+      files.push_back(item.file);
+    }
+    merged[section] = map;
   }
 
   SourcePos pos(const YAML::Node& node) const {
@@ -245,13 +407,22 @@ class SpecParser {
 
   void parse_header(const YAML::Node& root) {
     if (const YAML::Node version = root["schema_version"]) {
-      if (const auto text = scalar(version, "schema_version"); text && *text != std::to_string(kSchemaVersion)) {
-        problem(pos(version), fmt::format("unsupported schema_version {}; this archreg reads schema_version {}", *text, kSchemaVersion));
+      const FromFile in(*this, origin("", "schema_version"));
+      if (const auto text = scalar(version, "schema_version")) {
+        if (*text != "1" && *text != "2") {
+          problem(pos(version),
+                  fmt::format("unsupported schema_version {}; this archreg reads schema_version 1 and {}", *text, kSchemaVersion));
+        } else if (*text == "1" && root["extends"]) {
+          problem(pos(version), "'extends' is spec format 2: say schema_version: 2");
+        } else {
+          spec_.schema_version = *text == "1" ? 1 : 2;
+        }
       }
     } else {
       problem(pos(root), fmt::format("missing 'schema_version' (expected {})", kSchemaVersion));
     }
     if (const YAML::Node arch = root["arch"]) {
+      const FromFile in(*this, origin("", "arch"));
       if (const auto text = scalar(arch, "arch")) {
         spec_.arch = *text;
         if (spec_.arch.empty()) problem(pos(arch), "arch must not be empty");
@@ -262,7 +433,10 @@ class SpecParser {
     } else {
       problem(pos(root), "missing 'arch' (the general.architecture value this spec describes)");
     }
-    if (const YAML::Node description = root["description"]) spec_.description = scalar(description, "description").value_or("");
+    if (const YAML::Node description = root["description"]) {
+      const FromFile in(*this, origin("", "description"));
+      spec_.description = scalar(description, "description").value_or("");
+    }
   }
 
   void parse_hparams(const YAML::Node& node) {
@@ -271,7 +445,9 @@ class SpecParser {
       return;
     }
     // Names first, so expressions may refer to hyperparameters defined further down.
+    size_t entry_number = 0;
     for (const auto& entry : node) {
+      const FromFile in(*this, origin("hparams", entry_number++));
       if (over_limit(spec_.hparams.size(), kMaxHparams, entry.first, "hyperparameters")) break;
       const auto name = entry.first.as<std::string>();
       if (!is_identifier(name) || name == "layer" || name == "min" || name == "max") {
@@ -290,7 +466,9 @@ class SpecParser {
       spec_.hparams.push_back(std::move(h));
     }
     size_t index = 0;
+    entry_number = 0;
     for (const auto& entry : node) {
+      const FromFile in(*this, origin("hparams", entry_number++));
       const auto name = entry.first.as<std::string>();
       const auto found = spec_.hparam_index(name);
       if (!found || *found != index) continue;  // reported above
@@ -370,7 +548,9 @@ class SpecParser {
       problem(pos(node), fmt::format("'{}' must be a map of tensor name to shape or definition", section));
       return;
     }
+    size_t entry_number = 0;
     for (const auto& entry : node) {
+      const FromFile in(*this, origin(section, entry_number++));
       if (over_limit(spec_.tensors.size(), kMaxTensors, entry.first, "tensors")) break;
       const auto full_name = entry.first.as<std::string>();
       auto [base, suffix] = split_tensor_name(full_name);
@@ -455,7 +635,9 @@ class SpecParser {
       problem(pos(node), "'alternatives' must be a map of name to a list of options");
       return;
     }
+    size_t entry_number = 0;
     for (const auto& entry : node) {
+      const FromFile in(*this, origin("alternatives", entry_number++));
       Alternative alt;
       alt.name = entry.first.as<std::string>();
       alt.pos = pos(entry.first);
@@ -499,7 +681,9 @@ class SpecParser {
       problem(pos(node), "'fusable' must be a map of fused name to { parts, axis }");
       return;
     }
+    size_t entry_number = 0;
     for (const auto& entry : node) {
+      const FromFile in(*this, origin("fusable", entry_number++));
       if (over_limit(spec_.fusable.size(), kMaxFusableGroups, entry.first, "fusable groups")) break;
       FusableGroup group;
       group.name = entry.first.as<std::string>();
@@ -553,7 +737,9 @@ class SpecParser {
       problem(pos(node), "'checks' must be a list of { expr, message }");
       return;
     }
+    size_t entry_number = 0;
     for (const YAML::Node& item : node) {
+      const FromFile in(*this, origin("checks", entry_number++));
       if (over_limit(spec_.checks.size(), kMaxChecks, item, "checks")) break;
       if (!item.IsMap() || !item["expr"] || !item["message"]) {
         problem(pos(item), "each check is a map with 'expr' and 'message'");
@@ -623,9 +809,11 @@ class SpecParser {
     }
   }
 
-  std::string file_;
+  std::string file_;  // the file being read: the spec, or a base it extends
   Spec spec_;
   std::vector<std::string> problems_;
+  std::map<std::string, std::vector<std::string>, std::less<>> entry_files_;  // section -> file of each entry
+  std::map<std::string, std::string, std::less<>> top_files_;                 // top-level key -> file
 };
 
 Spec parse_spec(std::string_view yaml_text, const std::string& file) {

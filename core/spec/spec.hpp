@@ -16,7 +16,10 @@
 
 namespace archreg::spec {
 
-inline constexpr int kSchemaVersion = 1;
+// The spec format written today; schema_version 1 (the same without `extends`) is still read.
+inline constexpr int kSchemaVersion = 2;
+// `extends:` chains: at most this many bases above a spec.
+inline constexpr size_t kMaxBases = 4;
 
 // Limits on one spec (docs/spec-format.md): loading any file costs bounded time and memory.
 inline constexpr uint64_t kMaxSpecBytes = 256 << 10;

@@ -2,8 +2,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
 
 #include "spec/fused_forms.hpp"
+#include "test_support.hpp"
 
 namespace archreg::spec {
 namespace {
@@ -97,7 +101,7 @@ TEST(Spec, ReportsEveryProblemWithItsPosition) {
 }
 
 TEST(Spec, RejectsStructuralMistakes) {
-  EXPECT_THAT(problems_of(with(kMinimal, "schema_version: 1", "schema_version: 2")), Contains(HasSubstr("unsupported schema_version 2")));
+  EXPECT_THAT(problems_of(with(kMinimal, "schema_version: 1", "schema_version: 3")), Contains(HasSubstr("unsupported schema_version 3")));
   EXPECT_THAT(problems_of(with(kMinimal, "  attn_k:      [n_embd, n_q]\n", "  attn_q:      [n_embd, n_q]\n")),
               Contains(HasSubstr("duplicate tensor 'attn_q.weight'")));
   EXPECT_THAT(problems_of(with(kMinimal, "layers: n_layer", "layers: n_layer\nextras: 1")), Contains(HasSubstr("unknown key 'extras'")));
@@ -129,6 +133,111 @@ TEST(Spec, RejectsInconsistentFusableGroups) {
                                "  attn_k.bias: { shape: [n_q], optional: true }\n  attn_qk: [n_embd, n_q]\n")),
               Contains(HasSubstr("is derived from the parts and must not be declared")));
 }
+
+namespace extends {
+
+constexpr const char* kBase = R"(schema_version: 2
+description: a base decoder
+hparams:
+  n_embd:  { key: "{arch}.embedding_length" }
+  n_layer: { key: "{arch}.block_count" }
+  n_ff:    { key: "{arch}.feed_forward_length" }
+layers: n_layer
+tensors:
+  token_embd: [n_embd, 100]
+layer:
+  attn_q: [n_embd, n_embd]
+  attn_k: [n_embd, n_embd]
+  ffn_up: [n_embd, n_ff]
+fusable:
+  attn_qk: { parts: [attn_q, attn_k], axis: 1 }
+checks:
+  - { expr: n_embd > 0, message: base check }
+)";
+
+void write(const std::filesystem::path& file, const std::string& text) {
+  std::filesystem::create_directories(file.parent_path());
+  std::ofstream(file) << text;
+}
+
+std::vector<std::string> load_problems(const std::filesystem::path& file) {
+  try {
+    load_spec(file);
+    return {};
+  } catch (const SpecError& error) {
+    return error.problems();
+  }
+}
+
+TEST(SpecExtends, MergesSectionsByNameInTheBasesOrder) {
+  testing::TempDir dir;
+  write(dir / "base" / "decoder.yaml", kBase);
+  write(dir / "child.yaml", R"(schema_version: 2
+arch: child
+extends: base/decoder.yaml
+hparams:
+  n_ff:     { key: "{arch}.ff_length", default: 4 * n_embd }
+  n_expert: { key: "{arch}.expert_count" }
+layer:
+  ffn_up: ~
+  ffn_down: [n_ff, n_embd]
+checks:
+  - { expr: n_expert > 0, message: child check }
+)");
+  const Spec spec = load_spec(dir / "child.yaml");
+  EXPECT_EQ(spec.arch, "child");
+  EXPECT_EQ(spec.description, "a base decoder");
+  std::vector<std::string> hparams, tensors;
+  for (const Hparam& h : spec.hparams) hparams.push_back(h.name);
+  for (const TensorDecl& t : spec.tensors) tensors.push_back(t.base);
+  EXPECT_THAT(hparams, ElementsAre("n_embd", "n_layer", "n_ff", "n_expert"));  // replaced where it was
+  EXPECT_EQ(spec.hparams[2].key, "child.ff_length");
+  EXPECT_EQ(spec.hparams[2].pos.file, (dir / "child.yaml").string());
+  EXPECT_EQ(spec.hparams[0].pos.file, (dir / "base" / "decoder.yaml").string());
+  EXPECT_THAT(tensors, ElementsAre("token_embd", "attn_q", "attn_k", "ffn_down"));  // ffn_up removed
+  ASSERT_EQ(spec.checks.size(), 2u);
+  EXPECT_EQ(spec.checks[0].message, "base check");
+  ASSERT_EQ(spec.fused_forms.size(), 1u);
+  EXPECT_EQ(spec.fused_forms[0].base, "attn_qk");
+}
+
+TEST(SpecExtends, ProblemsInABaseNameTheBaseFileAndLine) {
+  testing::TempDir dir;
+  write(dir / "base.yaml", with(kBase, "ffn_up: [n_embd, n_ff]", "ffn_up: [n_embd, n_fff]"));
+  write(dir / "child.yaml", "schema_version: 2\narch: child\nextends: base.yaml\n");
+  EXPECT_THAT(load_problems(dir / "child.yaml"), Contains(AllOf(HasSubstr((dir / "base.yaml").string() + ":13:20:"), HasSubstr("n_fff"))));
+}
+
+TEST(SpecExtends, RefusesWhatCannotBeMerged) {
+  testing::TempDir dir;
+  write(dir / "base.yaml", kBase);
+  const auto child = [&](const std::string& name, const std::string& body) {
+    write(dir / name, "schema_version: 2\narch: " + std::filesystem::path(name).stem().string() + "\n" + body);
+    return load_problems(dir / name);
+  };
+  EXPECT_THAT(child("missing.yaml", "extends: nowhere.yaml\n"),
+              Contains(AllOf(HasSubstr("missing.yaml:3:"), HasSubstr("cannot read the base spec"), HasSubstr("nowhere.yaml"))));
+  EXPECT_THAT(child("v1.yaml", "extends: base.yaml\n").size(), 0u);
+  write(dir / "old.yaml", "schema_version: 1\narch: old\nextends: base.yaml\n");
+  EXPECT_THAT(load_problems(dir / "old.yaml"), Contains(HasSubstr("spec format 2")));
+  EXPECT_THAT(child("stray.yaml", "extends: base.yaml\nlayer:\n  attn_v: ~\n"),
+              Contains(AllOf(HasSubstr("stray.yaml:5:"), HasSubstr("no base defines 'attn_v'"))));
+  write(dir / "a.yaml", "schema_version: 2\nextends: b.yaml\n");
+  write(dir / "b.yaml", "schema_version: 2\nextends: a.yaml\n");
+  EXPECT_THAT(child("loop.yaml", "extends: a.yaml\n"), Contains(HasSubstr("leads back to a spec already in the chain")));
+  write(dir / "with-arch.yaml", "schema_version: 2\narch: x\n");
+  EXPECT_THAT(child("archbase.yaml", "extends: with-arch.yaml\n"),
+              Contains(AllOf(HasSubstr("with-arch.yaml:2:"), HasSubstr("unknown key 'arch' in a base spec"))));
+  std::string chain = "extends: l1.yaml\n";
+  for (int i = 1; i <= 6; ++i) write(dir / fmt::format("l{}.yaml", i), fmt::format("schema_version: 2\nextends: l{}.yaml\n", i + 1));
+  EXPECT_THAT(child("deep.yaml", chain), Contains(HasSubstr("levels of 'extends'")));
+  write(dir / "fifo-base.yaml", "");
+  std::filesystem::remove(dir / "fifo-base.yaml");
+  ASSERT_EQ(mkfifo((dir / "fifo-base.yaml").c_str(), 0600), 0);
+  EXPECT_THAT(child("fifo.yaml", "extends: fifo-base.yaml\n"), Contains(HasSubstr("cannot read the base spec")));
+}
+
+}  // namespace extends
 
 }  // namespace
 }  // namespace archreg::spec
