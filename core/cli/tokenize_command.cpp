@@ -118,12 +118,10 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
   auto* chat_option = command->add_option("--chat", options->chat,
                                           "JSON {\"messages\": [{\"role\", \"content\"}...], \"add_generation_prompt\": true}: "
                                           "render it with the chat template, then tokenize (control tokens parsed)");
-  auto* template_option = command->add_option(
-      "--chat-template", options->chat_template, "Chat template family instead of the model's (" + [] {
-        std::string names;
-        for (std::string_view name : text::chat_template_names()) names += (names.empty() ? "" : ", ") + std::string(name);
-        return names;
-      }() + ")");
+  // The family names are data parsed on first use (text/format_names.cpp): listing them here would
+  // parse them on every archreg command, validate included; a wrong name's error lists them.
+  auto* template_option = command->add_option("--chat-template", options->chat_template,
+                                              "Chat template family instead of the model's (docs/cli.md lists them)");
   auto* template_file_option =
       command->add_option("--chat-template-file", options->chat_template_file, "A Jinja chat template to recognise instead of the model's");
   template_option->excludes(template_file_option);
