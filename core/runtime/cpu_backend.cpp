@@ -40,6 +40,27 @@ int64_t act_row_bytes(int32_t weight_type, int64_t n) {
   return static_cast<int64_t>(kc::row_size(kc::vec_dot_type(weight_type), n));
 }
 
+// Chunk of rows a thread takes at a time from a dynamically split product: small enough to
+// balance two busy cores, large enough that taking one costs nothing next to its dots.
+int64_t row_chunk(int64_t rows, int nth) {
+  return std::max<int64_t>(1, rows / (static_cast<int64_t>(nth) * 16));
+}
+
+// y[i * y_stride] = dot(weight row, activation row i) for i < count, where activation row i is
+// xq + column(i) * xq_row: the multi-column kernels decode the weight row once per kMaxCols.
+template <typename Column>
+void dot_columns(int32_t type, int64_t k, const std::byte* wr, const std::byte* xq, int64_t xq_row, int64_t count, Column&& column,
+                 float* y, int64_t y_stride) {
+  const void* rows[kTokenTile];
+  float dots[kTokenTile];
+  for (int64_t c0 = 0; c0 < count; c0 += kTokenTile) {
+    const int64_t nc = std::min(kTokenTile, count - c0);
+    for (int64_t i = 0; i < nc; ++i) rows[i] = xq + column(c0 + i) * xq_row;
+    kc::vec_dot_cols(type, k, wr, rows, nc, dots);
+    for (int64_t i = 0; i < nc; ++i) y[(c0 + i) * y_stride] = dots[i];
+  }
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int n_threads) : pool_(n_threads) {}
@@ -343,14 +364,17 @@ class CpuBackend final : public Backend {
       return;
     }
     const int64_t cols = x.rows();
-    const auto [r0, r1] = share(rows_out, ith, nth);
-    for (int64_t c0 = 0; c0 < cols; c0 += kTokenTile) {
-      const int64_t c1 = std::min(cols, c0 + kTokenTile);
-      for (int64_t r = r0; r < r1; ++r) {
-        const std::byte* wr = row_of(w, r);
-        for (int64_t c = c0; c < c1; ++c) out[c * rows_out + r] = kc::vec_dot(w.type, k, wr, xq + c * xq_row);
+    // Rows in chunks taken as they come; within a chunk, columns in tiles, so the chunk's weight
+    // rows stay in cache for every tile.
+    pool_.for_chunks(rows_out, row_chunk(rows_out, nth), [&](int64_t r0, int64_t r1) {
+      for (int64_t c0 = 0; c0 < cols; c0 += kTokenTile) {
+        const int64_t count = std::min(kTokenTile, cols - c0);
+        for (int64_t r = r0; r < r1; ++r) {
+          dot_columns(
+              w.type, k, row_of(w, r), xq, xq_row, count, [&](int64_t i) { return c0 + i; }, out + c0 * rows_out + r, rows_out);
+        }
       }
-    }
+    });
   }
 
   void binary(const Node& n, int ith, int nth) {
@@ -467,37 +491,40 @@ class CpuBackend final : public Backend {
     const float scale = n.attention.scale;
     const float softcap = n.attention.softcap;
     const int64_t window = n.attention.sliding_window;
-    const auto [i0, i1] = share(heads * tokens, ith, nth);
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / heads;
-      const int64_t h = i % heads;
-      const int64_t pos = batch_->n_past + t;
-      const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
-      const int64_t kvh = h / group;
-      const float* qv = qd + (t * heads + h) * dk;
-      float max = -INFINITY;
-      for (int64_t j = first; j <= pos; ++j) {
-        float s = kc::vec_dot(kc::kF32, dk, kc_data + j * kw + kvh * dk, qv) * scale;
-        if (softcap != 0) s = softcap * std::tanh(s / softcap);
-        scores[j] = s;
-        max = std::max(max, s);
+    // A token attends to every position before it, so later tokens cost more: they are taken
+    // first, one token's heads at a time, by whichever thread is free.
+    pool_.for_chunks(heads * tokens, heads, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t t = tokens - 1 - i / heads;
+        const int64_t h = i % heads;
+        const int64_t pos = batch_->n_past + t;
+        const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+        const int64_t kvh = h / group;
+        const float* qv = qd + (t * heads + h) * dk;
+        float max = -INFINITY;
+        for (int64_t j = first; j <= pos; ++j) {
+          float s = kc::vec_dot(kc::kF32, dk, kc_data + j * kw + kvh * dk, qv) * scale;
+          if (softcap != 0) s = softcap * std::tanh(s / softcap);
+          scores[j] = s;
+          max = std::max(max, s);
+        }
+        if (sinks != nullptr) max = std::max(max, sinks[h]);
+        double sum = 0.0;
+        for (int64_t j = first; j <= pos; ++j) {
+          scores[j] = std::exp(scores[j] - max);
+          sum += static_cast<double>(scores[j]);
+        }
+        if (sinks != nullptr) sum += static_cast<double>(std::exp(sinks[h] - max));
+        const float inverse = static_cast<float>(1.0 / sum);
+        float* o = out + (t * heads + h) * dv;
+        std::fill(o, o + dv, 0.0f);
+        for (int64_t j = first; j <= pos; ++j) {
+          const float p = scores[j] * inverse;
+          const float* vr = vc_data + j * vw + kvh * dv;
+          for (int64_t d = 0; d < dv; ++d) o[d] += p * vr[d];
+        }
       }
-      if (sinks != nullptr) max = std::max(max, sinks[h]);
-      double sum = 0.0;
-      for (int64_t j = first; j <= pos; ++j) {
-        scores[j] = std::exp(scores[j] - max);
-        sum += static_cast<double>(scores[j]);
-      }
-      if (sinks != nullptr) sum += static_cast<double>(std::exp(sinks[h] - max));
-      const float inverse = static_cast<float>(1.0 / sum);
-      float* o = out + (t * heads + h) * dv;
-      std::fill(o, o + dv, 0.0f);
-      for (int64_t j = first; j <= pos; ++j) {
-        const float p = scores[j] * inverse;
-        const float* vr = vc_data + j * vw + kvh * dv;
-        for (int64_t d = 0; d < dv; ++d) o[d] += p * vr[d];
-      }
-    }
+    });
   }
 
   void output_rows(const Node& n, int ith, int nth) {
@@ -552,10 +579,9 @@ class CpuBackend final : public Backend {
     const std::byte* xq = scratch() + (from_gate ? l.xq_gate : l.xq_up);
     const int64_t xq_row = act_row_bytes(w.type, x.n_embd);
     float* h = reinterpret_cast<float*>(scratch() + l.h);
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t token = tokens != nullptr ? tokens[i] : first_slot + i;
-      h[(first_slot + i) * l.h_row + row] = kc::vec_dot(w.type, x.n_embd, wr, xq + token * xq_row);
-    }
+    dot_columns(
+        w.type, x.n_embd, wr, xq, xq_row, count, [&](int64_t i) { return tokens != nullptr ? tokens[i] : first_slot + i; },
+        h + first_slot * l.h_row + row, l.h_row);
   }
 
   // GLU of one slot's h row (in place into its first n_ff values), then quantized for down.
@@ -584,27 +610,31 @@ class CpuBackend final : public Backend {
     quantize_rows(x.up->type, in, x.n_embd, tokens, scratch() + l.xq_up, ith, nth);
     if (l.xq_gate != l.xq_up) quantize_rows(x.gate->type, in, x.n_embd, tokens, scratch() + l.xq_gate, ith, nth);
     pool_.barrier();
-    const auto [r0, r1] = share(l.h_row, ith, nth);
-    for (int64_t c0 = 0; c0 < tokens; c0 += kTokenTile) {
-      const int64_t count = std::min(kTokenTile, tokens - c0);
-      for (int64_t r = r0; r < r1; ++r) gate_up_row(x, l, 0, r, c0, nullptr, count);
-    }
+    pool_.for_chunks(l.h_row, row_chunk(l.h_row, nth), [&](int64_t r0, int64_t r1) {
+      for (int64_t c0 = 0; c0 < tokens; c0 += kTokenTile) {
+        const int64_t count = std::min(kTokenTile, tokens - c0);
+        for (int64_t r = r0; r < r1; ++r) gate_up_row(x, l, 0, r, c0, nullptr, count);
+      }
+    });
     pool_.barrier();
     const auto [t0, t1] = share(tokens, ith, nth);
     for (int64_t t = t0; t < t1; ++t) glu_slot(n, x, l, 0, t);
     pool_.barrier();
     float* out = data(&n);
-    const auto [d0, d1] = share(x.n_embd, ith, nth);
-    for (int64_t c0 = 0; c0 < tokens; c0 += kTokenTile) {
-      const int64_t c1 = std::min(tokens, c0 + kTokenTile);
-      for (int64_t r = d0; r < d1; ++r) {
-        const std::byte* wr = row_of(*x.down, r);
-        for (int64_t c = c0; c < c1; ++c) {
-          const float value = kc::vec_dot(x.down->type, x.n_ff, wr, scratch() + l.gq + c * l.gq_row);
-          out[c * x.n_embd + r] = x.down_bias != nullptr ? value + x.down_bias[r] : value;
+    const std::byte* gq = scratch() + l.gq;
+    pool_.for_chunks(x.n_embd, row_chunk(x.n_embd, nth), [&](int64_t d0, int64_t d1) {
+      for (int64_t c0 = 0; c0 < tokens; c0 += kTokenTile) {
+        const int64_t count = std::min(kTokenTile, tokens - c0);
+        for (int64_t r = d0; r < d1; ++r) {
+          float* o = out + c0 * x.n_embd + r;
+          dot_columns(
+              x.down->type, x.n_ff, row_of(*x.down, r), gq, l.gq_row, count, [&](int64_t i) { return c0 + i; }, o, x.n_embd);
+          if (x.down_bias != nullptr) {
+            for (int64_t i = 0; i < count; ++i) o[i * x.n_embd] += x.down_bias[r];
+          }
         }
       }
-    }
+    });
   }
 
   // Routing of one token: which experts, with which weights (llama.cpp's build_moe_ffn order).
@@ -726,11 +756,12 @@ class CpuBackend final : public Backend {
     const int64_t n_active = active[n_expert];
     {
       const int64_t items = n_active * l.h_row;
-      const auto [i0, i1] = share(items, ith, nth);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t e = active[i / l.h_row];
-        gate_up_row(x, l, e, i % l.h_row, offsets[e], slot_token + offsets[e], counts[e]);
-      }
+      pool_.for_chunks(items, row_chunk(items, nth), [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t e = active[i / l.h_row];
+          gate_up_row(x, l, e, i % l.h_row, offsets[e], slot_token + offsets[e], counts[e]);
+        }
+      });
     }
     pool_.barrier();
     {
@@ -744,17 +775,20 @@ class CpuBackend final : public Backend {
     float* y = reinterpret_cast<float*>(scratch() + l.y);
     {
       const int64_t items = n_active * x.n_embd;
-      const auto [i0, i1] = share(items, ith, nth);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t e = active[i / x.n_embd];
-        const int64_t row = i % x.n_embd;
-        const std::byte* wr = row_of(*x.down, row, e);
-        const float bias = x.down_bias != nullptr ? x.down_bias[e * x.n_embd + row] : 0.0f;
-        for (int64_t s = offsets[e]; s < offsets[e + 1]; ++s) {
-          const float value = kc::vec_dot(x.down->type, x.n_ff, wr, scratch() + l.gq + s * l.gq_row);
-          y[s * x.n_embd + row] = x.down_bias != nullptr ? value + bias : value;
+      const std::byte* gq = scratch() + l.gq;
+      pool_.for_chunks(items, row_chunk(items, nth), [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t e = active[i / x.n_embd];
+          const int64_t row = i % x.n_embd;
+          float* o = y + static_cast<int64_t>(offsets[e]) * x.n_embd + row;
+          dot_columns(
+              x.down->type, x.n_ff, row_of(*x.down, row, e), gq, l.gq_row, counts[e], [&](int64_t s) { return offsets[e] + s; }, o,
+              x.n_embd);
+          if (x.down_bias != nullptr) {
+            for (int64_t s = 0; s < counts[e]; ++s) o[s * x.n_embd] += x.down_bias[e * x.n_embd + row];
+          }
         }
-      }
+      });
     }
     pool_.barrier();
     float* out = data(&n);

@@ -76,6 +76,7 @@ void ThreadPool::run(const std::function<void(int, int)>& job) {
   error_ = nullptr;
   finished_.store(0);
   barrier_count_.store(0);
+  for (auto& c : chunk_counters_) c.store(0);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     generation_.fetch_add(1, std::memory_order_acq_rel);
@@ -100,6 +101,8 @@ void ThreadPool::barrier() {
   const uint64_t phase = barrier_phase_.load(std::memory_order_acquire);
   if (barrier_count_.fetch_add(1, std::memory_order_acq_rel) == n_threads_ - 1) {
     barrier_count_.store(0, std::memory_order_relaxed);
+    // Every thread is waiting here, so nobody takes from the next phase's counter yet.
+    chunk_counters_[(phase + 1) & 1].store(0, std::memory_order_relaxed);
     barrier_phase_.fetch_add(1, std::memory_order_acq_rel);
     return;
   }

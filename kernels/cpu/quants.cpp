@@ -773,6 +773,7 @@ constexpr int kMaxType = 40;
 
 struct Table {
   VecDotFn dot[kMaxType] = {};
+  VecDotColsFn dot_cols[kMaxType] = {};  // kMaxCols columns at once; nullptr: one dot per column
   QuantizeFn quantize[kMaxType] = {};
   DequantizeFn dequantize[kMaxType] = {};
 };
@@ -841,6 +842,7 @@ struct Tables {
     if (!avx2) return;
     for (int32_t t = 0; t < kMaxType; ++t) {
       if (VecDotFn f = avx2_vec_dot(t)) best.dot[t] = f;
+      if (VecDotColsFn f = avx2_vec_dot_cols(t)) best.dot_cols[t] = f;
       if (QuantizeFn f = avx2_quantize(t)) best.quantize[t] = f;
       if (DequantizeFn f = avx2_dequantize(t)) best.dequantize[t] = f;
     }
@@ -888,6 +890,16 @@ float vec_dot_ref(int32_t type, int64_t n, const void* weight_row, const void* a
 }
 float vec_dot(int32_t type, int64_t n, const void* weight_row, const void* activation_row) {
   return pick(tables().best.dot, type, n, "vec_dot")(n, weight_row, activation_row);
+}
+
+void vec_dot_cols(int32_t type, int64_t n, const void* weight_row, const void* const* activation_rows, int64_t nc, float* out) {
+  const Table& t = tables().best;
+  const VecDotFn one = pick(t.dot, type, n, "vec_dot_cols");
+  int64_t c = 0;
+  if (const VecDotColsFn many = t.dot_cols[type]) {
+    for (; c + kMaxCols <= nc; c += kMaxCols) many(n, weight_row, activation_rows + c, out + c);
+  }
+  for (; c < nc; ++c) out[c] = one(n, weight_row, activation_rows[c]);
 }
 
 const char* isa() {

@@ -60,6 +60,13 @@ void quantize_row(int32_t type, const float* src, void* dst, int64_t n);
 float vec_dot_ref(int32_t type, int64_t n, const void* weight_row, const void* activation_row);
 float vec_dot(int32_t type, int64_t n, const void* weight_row, const void* activation_row);
 
+// Dots of one weight row with nc activation rows (each in vec_dot_type(type)):
+// out[c] = vec_dot(type, n, weight_row, activation_rows[c]) for c < nc, bit for bit. Where the
+// type has a multi-column kernel, each weight block is decoded once for up to kMaxCols columns,
+// which is what makes prefill faster than one dot at a time; nc may be any count.
+constexpr int kMaxCols = 4;
+void vec_dot_cols(int32_t type, int64_t n, const void* weight_row, const void* const* activation_rows, int64_t nc, float* out);
+
 // Float <-> half/bfloat16, as ggml rounds them.
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);

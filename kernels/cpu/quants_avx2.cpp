@@ -139,27 +139,66 @@ float dot_16bit(int64_t n, const void* w, const void* a) {
 // ---------------------------------------------------------------------------------------------
 // 32-element blocks x Q8_0 / Q8_1
 
-float dot_q4_0(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ4_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  const __m256i off = _mm256_set1_epi8(8);
-  return two_acc(n / kQK, [&](int64_t ib, __m256 acc) {
-    const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-    const __m256i qx = _mm256_sub_epi8(nibbles32(x[ib].qs), off);
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, load256(y[ib].qs))), acc);
-  });
+// Multi-column kernels: one weight row against NC activation rows. Each weight block is decoded
+// once for all NC columns; each column's float arithmetic is, operation for operation, that of
+// the one-column case (NC = 1 is vec_dot), so the results are bit-identical to NC separate dots.
+// The 32-element kinds keep two_acc's alternation: even blocks into acc0, odd into acc1.
+template <int NC, typename Weight, typename Column>
+inline void two_acc_cols(int64_t nb, float* out, Weight&& weight, Column&& column) {
+  __m256 acc0[NC], acc1[NC];
+  for (int c = 0; c < NC; ++c) acc0[c] = acc1[c] = _mm256_setzero_ps();
+  int64_t ib = 0;
+  for (; ib + 1 < nb; ib += 2) {
+    const auto w0 = weight(ib);
+    for (int c = 0; c < NC; ++c) acc0[c] = column(ib, c, w0, acc0[c]);
+    const auto w1 = weight(ib + 1);
+    for (int c = 0; c < NC; ++c) acc1[c] = column(ib + 1, c, w1, acc1[c]);
+  }
+  if (ib < nb) {
+    const auto w0 = weight(ib);
+    for (int c = 0; c < NC; ++c) acc0[c] = column(ib, c, w0, acc0[c]);
+  }
+  for (int c = 0; c < NC; ++c) out[c] = hsum8(_mm256_add_ps(acc0[c], acc1[c]));
 }
 
-float dot_q4_1(int64_t n, const void* w, const void* a) {
+template <int NC>
+void dot_q4_0_cols(int64_t n, const void* w, const void* const* a, float* out) {
+  const auto* x = static_cast<const BlockQ4_0*>(w);
+  const BlockQ8_0* y[NC];
+  for (int c = 0; c < NC; ++c) y[c] = static_cast<const BlockQ8_0*>(a[c]);
+  const __m256i off = _mm256_set1_epi8(8);
+  two_acc_cols<NC>(
+      n / kQK, out, [&](int64_t ib) { return _mm256_sub_epi8(nibbles32(x[ib].qs), off); },
+      [&](int64_t ib, int c, __m256i qx, __m256 acc) {
+        const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[c][ib].d));
+        return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, load256(y[c][ib].qs))), acc);
+      });
+}
+
+template <int NC>
+void dot_q4_1_cols(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockQ4_1*>(w);
-  const auto* y = static_cast<const BlockQ8_1*>(a);
-  float summs = 0.0f;
-  const float sum = two_acc(n / kQK, [&](int64_t ib, __m256 acc) {
-    summs += h2f(x[ib].m) * h2f(y[ib].s);
-    const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8(nibbles32(x[ib].qs), load256(y[ib].qs))), acc);
-  });
-  return sum + summs;
+  const BlockQ8_1* y[NC];
+  float summs[NC];
+  for (int c = 0; c < NC; ++c) {
+    y[c] = static_cast<const BlockQ8_1*>(a[c]);
+    summs[c] = 0.0f;
+  }
+  two_acc_cols<NC>(
+      n / kQK, out, [&](int64_t ib) { return nibbles32(x[ib].qs); },
+      [&](int64_t ib, int c, __m256i qx, __m256 acc) {
+        summs[c] += h2f(x[ib].m) * h2f(y[c][ib].s);
+        const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[c][ib].d));
+        return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8(qx, load256(y[c][ib].qs))), acc);
+      });
+  for (int c = 0; c < NC; ++c) out[c] += summs[c];
+}
+
+template <VecDotColsFn F>
+float one_col(int64_t n, const void* w, const void* a) {
+  float out;
+  F(n, w, &a, &out);
+  return out;
 }
 
 float dot_q5_0(int64_t n, const void* w, const void* a) {
@@ -190,13 +229,17 @@ float dot_q5_1(int64_t n, const void* w, const void* a) {
 
 // Weight quants of -128 (which ggml's quantizers never write) would break the sign trick, as
 // in ggml.
-float dot_q8_0(int64_t n, const void* w, const void* a) {
+template <int NC>
+void dot_q8_0_cols(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockQ8_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  return two_acc(n / kQK, [&](int64_t ib, __m256 acc) {
-    const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[ib].d));
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(load256(x[ib].qs), load256(y[ib].qs))), acc);
-  });
+  const BlockQ8_0* y[NC];
+  for (int c = 0; c < NC; ++c) y[c] = static_cast<const BlockQ8_0*>(a[c]);
+  two_acc_cols<NC>(
+      n / kQK, out, [&](int64_t ib) { return load256(x[ib].qs); },
+      [&](int64_t ib, int c, __m256i qx, __m256 acc) {
+        const __m256 d = _mm256_set1_ps(h2f(x[ib].d) * h2f(y[c][ib].d));
+        return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, load256(y[c][ib].qs))), acc);
+      });
 }
 
 float dot_mxfp4(int64_t n, const void* w, const void* a) {
@@ -311,21 +354,23 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
 }
 
 // Q4_K and Q5_K share the scale/min packing and the bsums trick for the mins.
-template <bool kFive>
-float dot_q45_k(int64_t n, const void* w, const void* a) {
+template <bool kFive, int NC>
+void dot_q45_k_cols(int64_t n, const void* w, const void* const* a, float* out) {
   using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
   const auto* x = static_cast<const Block*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const BlockQ8_K* y[NC];
+  __m256 acc[NC];
+  __m128 acc_m[NC];
+  for (int c = 0; c < NC; ++c) {
+    y[c] = static_cast<const BlockQ8_K*>(a[c]);
+    acc[c] = _mm256_setzero_ps();
+    acc_m[c] = _mm_setzero_ps();
+  }
   constexpr uint32_t kmask1 = 0x3F3F3F3Fu, kmask2 = 0x0F0F0F0Fu, kmask3 = 0x03030303u;
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i b16 = _mm256_set1_epi8(16);
-  __m256 acc = _mm256_setzero_ps();
-  __m128 acc_m = _mm_setzero_ps();
   for (int64_t i = 0; i < n / kQK_K; ++i) {
-    const float yd = load_f32(y[i].d);
-    const float d = yd * h2f(x[i].d);
-    const float dmin = -yd * h2f(x[i].dmin);
-
+    const float xd = h2f(x[i].d), xdmin = h2f(x[i].dmin);
     uint32_t utmp[4];
     std::memcpy(utmp, x[i].scales, 12);
     utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
@@ -336,21 +381,24 @@ float dot_q45_k(int64_t n, const void* w, const void* a) {
     // bytes 0..7: the 8 scales, bytes 8..15: the 8 mins
     const __m256i mins_and_scales = _mm256_cvtepu8_epi16(
         _mm_set_epi32(static_cast<int>(utmp[3]), static_cast<int>(utmp[2]), static_cast<int>(utmp[1]), static_cast<int>(utmp[0])));
-
-    const __m256i q8sums = load256(y[i].bsums);
-    const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
-    const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
-    acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
-
+    const __m128i mins = _mm256_extracti128_si256(mins_and_scales, 1);
     const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
     const __m256i scales = _mm256_set_m128i(sc128, sc128);
+    float d[NC];
+    for (int c = 0; c < NC; ++c) {
+      const float yd = load_f32(y[c][i].d);
+      d[c] = yd * xd;
+      const __m256i q8sums = load256(y[c][i].bsums);
+      const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+      acc_m[c] = _mm_fmadd_ps(_mm_set1_ps(-yd * xdmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, q8s)), acc_m[c]);
+    }
 
     const uint8_t* q4 = x[i].qs;
-    const int8_t* q8 = y[i].qs;
     __m256i hbits = _mm256_setzero_si256();
     if constexpr (kFive) hbits = load256(x[i].qh);
-    __m256i sumi = _mm256_setzero_si256();
-    for (int j = 0; j < kQK_K / 64; ++j, q4 += 32, q8 += 64) {
+    __m256i sumi[NC];
+    for (auto& v : sumi) v = _mm256_setzero_si256();
+    for (int j = 0; j < kQK_K / 64; ++j, q4 += 32) {
       const __m256i scale_l = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<short>((4 * j) | ((4 * j + 1) << 8))));
       const __m256i scale_h = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<short>((4 * j + 2) | ((4 * j + 3) << 8))));
       const __m256i q4bits = load256(q4);
@@ -362,30 +410,44 @@ float dot_q45_k(int64_t n, const void* w, const void* a) {
         q4l = _mm256_or_si256(q4l, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit_l), bit_l), b16));
         q4h = _mm256_or_si256(q4h, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit_h), bit_h), b16));
       }
-      const __m256i p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load256(q8)));
-      const __m256i p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_l, p_h));
+      for (int c = 0; c < NC; ++c) {
+        const int8_t* q8 = y[c][i].qs + 64 * j;
+        const __m256i p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load256(q8)));
+        const __m256i p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load256(q8 + 32)));
+        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p_l, p_h));
+      }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    for (int c = 0; c < NC; ++c) acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d[c]), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
   }
-  return hsum8(acc) + hsum4(acc_m);
+  for (int c = 0; c < NC; ++c) out[c] = hsum8(acc[c]) + hsum4(acc_m[c]);
 }
 
-float dot_q6_k(int64_t n, const void* w, const void* a) {
+// Q6_K: q in 0..63 stands for q - 32. Per column, sum(scale * q * q8) is taken from the quants
+// and 32 * sum(scale * bsum) from Q8_K's per-16 sums (Q6_K's scales are per 16 too), which is
+// the same integer as ggml's q * q8 - 32 * q8 per element, with one maddubs less per column.
+template <int NC>
+void dot_q6_k_cols(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockQ6_K*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
+  const BlockQ8_K* y[NC];
+  __m256 acc[NC];
+  for (int c = 0; c < NC; ++c) {
+    y[c] = static_cast<const BlockQ8_K*>(a[c]);
+    acc[c] = _mm256_setzero_ps();
+  }
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i m3 = _mm256_set1_epi8(3);
-  const __m256i m32s = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / kQK_K; ++i) {
-    const float d = load_f32(y[i].d) * h2f(x[i].d);
+    const float xd = h2f(x[i].d);
     const uint8_t* ql = x[i].ql;
     const uint8_t* qh = x[i].qh;
-    const int8_t* q8 = y[i].qs;
     const __m128i scales = load128(x[i].scales);
-    __m256i sumi = _mm256_setzero_si256();
-    for (int j = 0; j < 2; ++j, ql += 64, qh += 32, q8 += 128) {
+    const __m256i scales16 = _mm256_cvtepi8_epi16(scales);
+    __m256i sumi[NC];
+    for (int c = 0; c < NC; ++c) {
+      // -32 * sum over the 16 groups of scale * bsum (int16 x int16 -> int32 pairs)
+      sumi[c] = _mm256_mullo_epi32(_mm256_madd_epi16(scales16, load256(y[c][i].bsums)), _mm256_set1_epi32(-32));
+    }
+    for (int j = 0; j < 2; ++j, ql += 64, qh += 32) {
       const __m256i bits1 = load256(ql);
       const __m256i bits2 = load256(ql + 32);
       const __m256i bitsh = load256(qh);
@@ -402,15 +464,18 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
         const char s0 = static_cast<char>(is), s1 = static_cast<char>(is + 1);
         const __m128i pick = _mm_set_epi8(s1, s1, s1, s1, s1, s1, s1, s1, s0, s0, s0, s0, s0, s0, s0, s0);
         const __m256i scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
-        const __m256i q8k = load256(q8 + 32 * k);
-        // (q - 32) * q8 = q * q8 - 32 * q8
-        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], q8k), _mm256_maddubs_epi16(m32s, q8k));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale, p));
+        for (int c = 0; c < NC; ++c) {
+          const __m256i p = _mm256_maddubs_epi16(q[k], load256(y[c][i].qs + 128 * j + 32 * k));
+          sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(scale, p));
+        }
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    for (int c = 0; c < NC; ++c) {
+      const float d = load_f32(y[c][i].d) * xd;
+      acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+    }
   }
-  return hsum8(acc);
+  for (int c = 0; c < NC; ++c) out[c] = hsum8(acc[c]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,17 +576,30 @@ VecDotFn avx2_vec_dot(int32_t type) {
     case kF32: return dot_f32;
     case kF16: return dot_16bit<false>;
     case kBF16: return dot_16bit<true>;
-    case kQ4_0: return dot_q4_0;
-    case kQ4_1: return dot_q4_1;
+    case kQ4_0: return one_col<dot_q4_0_cols<1>>;
+    case kQ4_1: return one_col<dot_q4_1_cols<1>>;
     case kQ5_0: return dot_q5_0;
     case kQ5_1: return dot_q5_1;
-    case kQ8_0: return dot_q8_0;
+    case kQ8_0: return one_col<dot_q8_0_cols<1>>;
     case kMXFP4: return dot_mxfp4;
     case kQ2_K: return dot_q2_k;
     case kQ3_K: return dot_q3_k;
-    case kQ4_K: return dot_q45_k<false>;
-    case kQ5_K: return dot_q45_k<true>;
-    case kQ6_K: return dot_q6_k;
+    case kQ4_K: return one_col<dot_q45_k_cols<false, 1>>;
+    case kQ5_K: return one_col<dot_q45_k_cols<true, 1>>;
+    case kQ6_K: return one_col<dot_q6_k_cols<1>>;
+    default: return nullptr;
+  }
+}
+
+VecDotColsFn avx2_vec_dot_cols(int32_t type) {
+  static_assert(kMaxCols == 4);
+  switch (type) {
+    case kQ4_0: return dot_q4_0_cols<kMaxCols>;
+    case kQ4_1: return dot_q4_1_cols<kMaxCols>;
+    case kQ8_0: return dot_q8_0_cols<kMaxCols>;
+    case kQ4_K: return dot_q45_k_cols<false, kMaxCols>;
+    case kQ5_K: return dot_q45_k_cols<true, kMaxCols>;
+    case kQ6_K: return dot_q6_k_cols<kMaxCols>;
     default: return nullptr;
   }
 }

@@ -181,12 +181,15 @@ inline void unpack_k4_scales(const uint8_t* packed, uint8_t scales[8], uint8_t m
 }
 
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+// One weight row against kMaxCols activation rows (see vec_dot_cols).
+using VecDotColsFn = void (*)(int64_t n, const void* w, const void* const* a, float* out);
 using QuantizeFn = void (*)(const float* src, void* dst, int64_t n);
 using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
 
 // AVX2+FMA+F16C versions (quants_avx2.cpp); nullptr where a type has none (the scalar
 // reference is used). Only call them on a CPU that has those extensions.
 VecDotFn avx2_vec_dot(int32_t type);
+VecDotColsFn avx2_vec_dot_cols(int32_t type);
 QuantizeFn avx2_quantize(int32_t type);
 DequantizeFn avx2_dequantize(int32_t type);
 

@@ -89,6 +89,36 @@ void BM_VecDot(benchmark::State& state, int32_t type, bool reference) {
   state.SetLabel(reference ? "scalar reference" : kc::isa());
 }
 
+// Prefill's inner loop: every weight row of the matrix times 16 activation rows through
+// vec_dot_cols, reported as multiply-adds per second (items) besides weight bytes.
+void BM_VecDotCols(benchmark::State& state, int32_t type) {
+  std::mt19937_64 rng(43);
+  const auto w = random_weights(type, rng);
+  constexpr int kTokens = 16;
+  const int32_t at = kc::vec_dot_type(type);
+  const size_t arow = kc::row_size(at, kCols);
+  std::vector<uint8_t> a(arow * kTokens);
+  std::vector<float> x(static_cast<size_t>(kCols));
+  std::normal_distribution<float> normal;
+  const void* cols[kTokens];
+  for (int c = 0; c < kTokens; ++c) {
+    for (auto& v : x) v = normal(rng);
+    kc::quantize_row(at, x.data(), a.data() + arow * c, kCols);
+    cols[c] = a.data() + arow * c;
+  }
+  const size_t row = kc::row_size(type, kCols);
+  float out[kTokens];
+  for (auto _ : state) {
+    for (int64_t r = 0; r < kRows; ++r) {
+      kc::vec_dot_cols(type, kCols, w.data() + row * static_cast<size_t>(r), cols, kTokens, out);
+      benchmark::DoNotOptimize(out);
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(row) * kRows * kTokens);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kCols * kRows * kTokens);
+  state.SetLabel(kc::isa());
+}
+
 void BM_QuantizeActivation(benchmark::State& state, int32_t type) {
   std::vector<float> x(static_cast<size_t>(kCols));
   std::mt19937_64 rng(7);
@@ -114,6 +144,7 @@ const int registered = [] {
   for (const Named& t : kTypes) {
     benchmark::RegisterBenchmark((std::string("vec_dot/") + t.name).c_str(), BM_VecDot, t.type, false);
     benchmark::RegisterBenchmark((std::string("vec_dot_ref/") + t.name).c_str(), BM_VecDot, t.type, true);
+    benchmark::RegisterBenchmark((std::string("vec_dot_cols16/") + t.name).c_str(), BM_VecDotCols, t.type);
   }
   benchmark::RegisterBenchmark("quantize_row/Q8_0", BM_QuantizeActivation, kc::kQ8_0);
   benchmark::RegisterBenchmark("quantize_row/Q8_1", BM_QuantizeActivation, kc::kQ8_1);

@@ -677,6 +677,42 @@ TEST(KernelCpuVecDot, FloatTypesAnyLength) {
   }
 }
 
+TEST(KernelCpuVecDot, ManyColumnsEqualOneDotEach) {
+  // vec_dot_cols must give, bit for bit, what one vec_dot per column gives, for every type and
+  // any column count (whole groups of kMaxCols, a remainder, none), columns anywhere in memory.
+  std::mt19937_64 rng(11);
+  for (int32_t type : kWeightTypes) {
+    const int32_t at = kc::vec_dot_type(type);
+    const int64_t bs = kc::block_size(type);
+    for (int64_t n : {bs == 1 ? int64_t{33} : bs, bs == 256 ? int64_t{1024} : bs * 7}) {
+      SCOPED_TRACE(type_name(type) + " n=" + std::to_string(n));
+      const auto w = random_row(type, n, rng);
+      const Misaligned mw(w);
+      constexpr int kCols = 2 * kc::kMaxCols + 3;
+      std::vector<std::vector<uint8_t>> acts;
+      std::vector<const void*> ptrs;
+      for (int c = 0; c < kCols; ++c) {
+        const auto x = random_activations(n, rng);
+        acts.emplace_back(kc::row_size(at, n));
+        kc::quantize_row(at, x.data(), acts.back().data(), n);
+      }
+      for (int c = 0; c < kCols; ++c) ptrs.push_back(acts[static_cast<size_t>((c * 5) % kCols)].data());  // not in order
+      for (int64_t nc : {int64_t{0}, int64_t{1}, int64_t{kc::kMaxCols}, int64_t{kCols}}) {
+        std::vector<float> out(static_cast<size_t>(nc) + 1, -7.0f);
+        kc::vec_dot_cols(type, n, mw.data(), ptrs.data(), nc, out.data());
+        for (int64_t c = 0; c < nc; ++c) {
+          const float one = kc::vec_dot(type, n, mw.data(), ptrs[static_cast<size_t>(c)]);
+          EXPECT_EQ(std::bit_cast<uint32_t>(out[static_cast<size_t>(c)]), std::bit_cast<uint32_t>(one)) << "column " << c << " of " << nc;
+        }
+        EXPECT_EQ(out[static_cast<size_t>(nc)], -7.0f) << "wrote past column " << nc;
+      }
+    }
+  }
+  const void* none = nullptr;
+  float out = 0;
+  EXPECT_THROW(kc::vec_dot_cols(kc::kQ4_K, 100, nullptr, &none, 1, &out), std::invalid_argument);
+}
+
 TEST(KernelCpuVecDot, ExactSmallCases) {
   // Q4_0 x Q8_0 with d = 1 everywhere: the integer dot itself.
   std::vector<uint8_t> w(18), a(34);

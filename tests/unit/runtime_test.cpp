@@ -115,6 +115,29 @@ TEST(ThreadPool, EveryThreadRunsEachPhaseBetweenBarriers) {
   EXPECT_TRUE(ordered.load());
 }
 
+TEST(ThreadPool, ForChunksHandsOutEveryItemOnceInEachPhase) {
+  // Several dynamically split loops in a row, one per barrier interval, over several jobs: each
+  // item of each loop is taken exactly once, whatever thread takes it (the counter of each phase
+  // must start from 0 again).
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    constexpr int kPhases = 5;
+    constexpr int64_t kItems = 101;
+    for (int job = 0; job < 20; ++job) {
+      std::vector<std::atomic<int>> seen(kPhases * kItems);
+      pool.run([&](int, int) {
+        for (int phase = 0; phase < kPhases; ++phase) {
+          pool.for_chunks(kItems, 1 + phase * 3, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(phase * kItems + i)].fetch_add(1);
+          });
+          pool.barrier();
+        }
+      });
+      for (size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i].load(), 1) << threads << " threads, job " << job << ", item " << i;
+    }
+  }
+}
+
 TEST(ThreadPool, RethrowsAnExceptionFromAWorker) {
   ThreadPool pool(2);
   EXPECT_THROW(pool.run([](int ith, int) {
