@@ -360,11 +360,11 @@ void dot_q45_k_cols(int64_t n, const void* w, const void* const* a, float* out) 
   const auto* x = static_cast<const Block*>(w);
   const BlockQ8_K* y[NC];
   __m256 acc[NC];
-  __m128 acc_m[NC];
+  __m256 acc_m[NC];
   for (int c = 0; c < NC; ++c) {
     y[c] = static_cast<const BlockQ8_K*>(a[c]);
     acc[c] = _mm256_setzero_ps();
-    acc_m[c] = _mm_setzero_ps();
+    acc_m[c] = _mm256_setzero_ps();
   }
   constexpr uint32_t kmask1 = 0x3F3F3F3Fu, kmask2 = 0x0F0F0F0Fu, kmask3 = 0x03030303u;
   const __m256i m4 = _mm256_set1_epi8(0xF);
@@ -378,19 +378,18 @@ void dot_q45_k_cols(int64_t n, const void* w, const void* const* a, float* out) 
     utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
     utmp[2] = uaux;
     utmp[0] &= kmask1;
-    // bytes 0..7: the 8 scales, bytes 8..15: the 8 mins
-    const __m256i mins_and_scales = _mm256_cvtepu8_epi16(
-        _mm_set_epi32(static_cast<int>(utmp[3]), static_cast<int>(utmp[2]), static_cast<int>(utmp[1]), static_cast<int>(utmp[0])));
-    const __m128i mins = _mm256_extracti128_si256(mins_and_scales, 1);
-    const __m128i sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
+    // utmp bytes 0..7: the 8 scales, bytes 8..15: the 8 mins. Each min is needed twice, for the
+    // two 16-element sums of Q8_K's bsums in its 32 elements.
+    const __m128i sc128 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, static_cast<int>(utmp[1]), static_cast<int>(utmp[0])));
     const __m256i scales = _mm256_set_m128i(sc128, sc128);
+    const __m128i min_bytes = _mm_set_epi32(0, 0, static_cast<int>(utmp[3]), static_cast<int>(utmp[2]));
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(min_bytes, min_bytes));
     float d[NC];
     for (int c = 0; c < NC; ++c) {
       const float yd = load_f32(y[c][i].d);
       d[c] = yd * xd;
-      const __m256i q8sums = load256(y[c][i].bsums);
-      const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
-      acc_m[c] = _mm_fmadd_ps(_mm_set1_ps(-yd * xdmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, q8s)), acc_m[c]);
+      const __m256i min_sums = _mm256_madd_epi16(mins, load256(y[c][i].bsums));
+      acc_m[c] = _mm256_fmadd_ps(_mm256_set1_ps(-yd * xdmin), _mm256_cvtepi32_ps(min_sums), acc_m[c]);
     }
 
     const uint8_t* q4 = x[i].qs;
@@ -419,7 +418,7 @@ void dot_q45_k_cols(int64_t n, const void* w, const void* const* a, float* out) 
     }
     for (int c = 0; c < NC; ++c) acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d[c]), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
   }
-  for (int c = 0; c < NC; ++c) out[c] = hsum8(acc[c]) + hsum4(acc_m[c]);
+  for (int c = 0; c < NC; ++c) out[c] = hsum8(acc[c]) + hsum8(acc_m[c]);
 }
 
 // Q6_K: q in 0..63 stands for q - 32. Per column, sum(scale * q * q8) is taken from the quants
