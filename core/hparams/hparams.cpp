@@ -56,7 +56,10 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<repor
   const gguf::KeyValue* kv = reader.find_key(*h.key);
   key_present_[index] = kv != nullptr;
   if (kv == nullptr) {
-    if (h.default_value) {
+    if (h.default_text) {
+      slot.state = State::kString;
+      slot.text = *h.default_text;
+    } else if (h.default_value) {
       slot.state = State::kComputed;
     } else if (h.optional) {
       slot.why_absent = fmt::format("'{}' has no value: the optional key '{}' is absent", h.name, *h.key);
@@ -109,6 +112,9 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<repor
     if (gguf::is_integer(h.type)) {
       slot.state = State::kStored;
       slot.scalar = value.as_int();
+    } else if (h.type == gguf::ValueType::kString) {
+      slot.state = State::kString;
+      slot.text = std::string(value.as_string());
     } else {
       slot.state = State::kNotInteger;
     }
@@ -120,13 +126,22 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<repor
 }
 
 int64_t Hparams::eval(const spec::Expr& expr, std::optional<int64_t> layer) const {
-  return expr.eval([&](uint32_t symbol) -> int64_t {
-    if (symbol == spec::kLayerSymbol) {
-      if (!layer) throw spec::EvalError("'layer' used outside a layer");
-      return *layer;
-    }
-    return value(symbol, layer);
-  });
+  return expr.eval(
+      [&](uint32_t symbol) -> int64_t {
+        if (symbol == spec::kLayerSymbol) {
+          if (!layer) throw spec::EvalError("'layer' used outside a layer");
+          return *layer;
+        }
+        return value(symbol, layer);
+      },
+      [&](uint32_t symbol) { return text(symbol); });
+}
+
+std::string_view Hparams::text(uint32_t index) const {
+  const Slot& slot = slots_[index];
+  if (slot.state == State::kString) return slot.text;
+  const spec::Hparam& h = spec_->hparams[index];
+  throw Unavailable(slot.why_absent.empty() ? fmt::format("'{}' has no string value", h.name) : slot.why_absent);
 }
 
 int64_t Hparams::value(uint32_t index, std::optional<int64_t> layer) const {
@@ -184,7 +199,8 @@ int64_t Hparams::value(uint32_t index, std::optional<int64_t> layer) const {
       if (memo != nullptr) (*memo)[index] = result;
       return result;
     }
-    case State::kNotInteger: throw Unavailable(fmt::format("'{}' is not an integer", h.name));
+    case State::kNotInteger:
+    case State::kString: throw Unavailable(fmt::format("'{}' is not an integer", h.name));
     case State::kAbsent: break;
   }
   throw Unavailable(slot.why_absent.empty() ? fmt::format("'{}' has no value", h.name) : slot.why_absent);

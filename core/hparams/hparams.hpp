@@ -40,16 +40,19 @@ class Hparams {
   // Value of an expression globally (layer unset) or in one layer. Throws spec::EvalError.
   int64_t eval(const spec::Expr& expr, std::optional<int64_t> layer) const;
   int64_t value(uint32_t hparam, std::optional<int64_t> layer) const;
+  // A string hyperparameter's value (stored, or its default). Throws spec::EvalError.
+  std::string_view text(uint32_t hparam) const;
   // The number of layers, when it could be evaluated and is within kMaxLayers.
   std::optional<int64_t> layers() const { return layers_; }
   // Integer hyperparameters that have one global value, for reports: name -> value.
   std::vector<std::pair<std::string, int64_t>> global_values() const;
 
  private:
-  enum class State { kStored, kPerLayer, kComputed, kAbsent, kNotInteger };
+  enum class State { kStored, kPerLayer, kComputed, kAbsent, kNotInteger, kString };
   struct Slot {
     State state = State::kAbsent;
     int64_t scalar = 0;
+    std::string text;  // kString
     std::vector<int64_t> per_layer;
     std::string why_absent;
   };

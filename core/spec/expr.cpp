@@ -15,13 +15,14 @@ std::string SourcePos::text() const {
 ExprSyntaxError::ExprSyntaxError(SourcePos pos, const std::string& message)
     : std::runtime_error(fmt::format("{}: {}", pos.text(), message)), pos_(std::move(pos)), message_(message) {}
 
-enum class Op { kLiteral, kSymbol, kNeg, kNot, kAdd, kSub, kMul, kDiv, kMod, kLt, kLe, kGt, kGe, kEq, kNe, kAnd, kOr, kCond, kMin, kMax };
+enum class Op { kLiteral, kSymbol, kString, kStrEq, kStrNe, kNeg, kNot, kAdd, kSub, kMul, kDiv, kMod, kLt, kLe, kGt, kGe, kEq, kNe, kAnd, kOr, kCond, kMin, kMax };
 
 struct Expr::Node {
   Op op;
   int64_t value = 0;
   uint32_t symbol = 0;
   std::string name;  // the symbol's spelling
+  std::string text;  // kString, kStrEq, kStrNe: the string literal's content
   int depth = 1;     // levels in this subtree, bounded by kMaxExprDepth when parsed
   std::vector<std::shared_ptr<const Node>> args;
 };
@@ -76,29 +77,35 @@ int64_t apply(Op op, int64_t a, int64_t b) {
   }
 }
 
-int64_t evaluate(const Expr::Node& node, const Expr::Lookup& lookup) {
+int64_t evaluate(const Expr::Node& node, const Expr::Lookup& lookup, const Expr::StringLookup* strings) {
   switch (node.op) {
     case Op::kLiteral: return node.value;
     case Op::kSymbol: return lookup(node.symbol);
+    case Op::kStrEq:
+    case Op::kStrNe: {
+      if (strings == nullptr) throw EvalError(fmt::format("'{}' is compared as a string where no string values are known", node.name));
+      return ((*strings)(node.symbol) == node.text) == (node.op == Op::kStrEq);
+    }
+    case Op::kString: throw EvalError("internal: a bare string literal");
     case Op::kNeg: {
-      const int64_t v = evaluate(*node.args[0], lookup);
+      const int64_t v = evaluate(*node.args[0], lookup, strings);
       if (v == std::numeric_limits<int64_t>::min()) throw EvalError("negation overflows");
       return -v;
     }
-    case Op::kNot: return evaluate(*node.args[0], lookup) == 0;
-    case Op::kAnd: return evaluate(*node.args[0], lookup) != 0 && evaluate(*node.args[1], lookup) != 0;
-    case Op::kOr: return evaluate(*node.args[0], lookup) != 0 || evaluate(*node.args[1], lookup) != 0;
-    case Op::kCond: return evaluate(*node.args[0], lookup) != 0 ? evaluate(*node.args[1], lookup) : evaluate(*node.args[2], lookup);
+    case Op::kNot: return evaluate(*node.args[0], lookup, strings) == 0;
+    case Op::kAnd: return evaluate(*node.args[0], lookup, strings) != 0 && evaluate(*node.args[1], lookup, strings) != 0;
+    case Op::kOr: return evaluate(*node.args[0], lookup, strings) != 0 || evaluate(*node.args[1], lookup, strings) != 0;
+    case Op::kCond: return evaluate(*node.args[0], lookup, strings) != 0 ? evaluate(*node.args[1], lookup, strings) : evaluate(*node.args[2], lookup, strings);
     case Op::kMin:
     case Op::kMax: {
-      int64_t best = evaluate(*node.args[0], lookup);
+      int64_t best = evaluate(*node.args[0], lookup, strings);
       for (size_t i = 1; i < node.args.size(); ++i) {
-        const int64_t v = evaluate(*node.args[i], lookup);
+        const int64_t v = evaluate(*node.args[i], lookup, strings);
         best = node.op == Op::kMin ? std::min(best, v) : std::max(best, v);
       }
       return best;
     }
-    default: return apply(node.op, evaluate(*node.args[0], lookup), evaluate(*node.args[1], lookup));
+    default: return apply(node.op, evaluate(*node.args[0], lookup, strings), evaluate(*node.args[1], lookup, strings));
   }
 }
 
@@ -108,7 +115,9 @@ int precedence(Op op) {
     case Op::kOr: return 2;
     case Op::kAnd: return 3;
     case Op::kEq:
-    case Op::kNe: return 4;
+    case Op::kNe:
+    case Op::kStrEq:
+    case Op::kStrNe: return 4;
     case Op::kLt:
     case Op::kLe:
     case Op::kGt:
@@ -132,6 +141,9 @@ std::string render(const Expr::Node& node) {
   switch (node.op) {
     case Op::kLiteral: return fmt::format("{}", node.value);
     case Op::kSymbol: return node.name;
+    case Op::kString: return fmt::format("\"{}\"", node.text);
+    case Op::kStrEq:
+    case Op::kStrNe: return fmt::format("{} {} \"{}\"", node.name, node.op == Op::kStrEq ? "==" : "!=", node.text);
     case Op::kNeg: return "-" + child(node.args[0], 9);
     case Op::kNot: return "!" + child(node.args[0], 9);
     case Op::kCond: return fmt::format("{} ? {} : {}", child(node.args[0], 2), child(node.args[1], 1), child(node.args[2], 1));
@@ -149,12 +161,15 @@ std::string render(const Expr::Node& node) {
   }
 }
 
-void collect_symbols(const Expr::Node& root, std::vector<uint32_t>& out) {
+enum class Uses { kAll, kString, kInteger };
+
+void collect_symbols(const Expr::Node& root, std::vector<uint32_t>& out, Uses uses = Uses::kAll) {
   std::vector<const Expr::Node*> pending{&root};  // explicit stack: no recursion on any depth
   while (!pending.empty()) {
     const Expr::Node* node = pending.back();
     pending.pop_back();
-    if (node->op == Op::kSymbol) out.push_back(node->symbol);
+    const bool string_use = node->op == Op::kStrEq || node->op == Op::kStrNe;
+    if ((node->op == Op::kSymbol && uses != Uses::kString) || (string_use && uses != Uses::kInteger)) out.push_back(node->symbol);
     for (auto arg = node->args.rbegin(); arg != node->args.rend(); ++arg) pending.push_back(arg->get());
   }
 }
@@ -189,6 +204,7 @@ class ExprParser {
     NodePtr root = conditional();
     skip_space();
     if (at_ < text_.size()) fail(fmt::format("unexpected '{}'", text_.substr(at_)));
+    reject_bare_strings(*root);
     return Expr(root);
   }
 
@@ -261,7 +277,7 @@ class ExprParser {
       std::optional<Op> op = match_operator(level);
       if (!op) return left;
       NodePtr right = binary(level + 1);
-      left = bounded(make(*op, {left, right}));
+      left = combine(*op, std::move(left), std::move(right));
     }
   }
 
@@ -301,7 +317,61 @@ class ExprParser {
     }
     if (std::isdigit(static_cast<unsigned char>(c))) return number();
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') return name();
+    if (c == '"' || c == '\'') return string_literal(c);
     fail(fmt::format("unexpected '{}'", c));
+  }
+
+  // "text" or 'text': printable characters other than the quote, no escapes. Only an operand
+  // of == or != facing a hyperparameter name (see compare()).
+  NodePtr string_literal(char quote) {
+    const size_t start = at_++;
+    const size_t end = text_.find(quote, at_);
+    if (end == std::string_view::npos) fail("unterminated string literal", start);
+    for (size_t i = at_; i < end; ++i) {
+      if (!std::isprint(static_cast<unsigned char>(text_[i]))) fail("a string literal holds printable ASCII characters only", i);
+    }
+    auto node = std::make_shared<Expr::Node>();
+    node->op = Op::kString;
+    node->value = static_cast<int64_t>(start);
+    node->text = std::string(text_.substr(at_, end - at_));
+    at_ = end + 1;
+    return node;
+  }
+
+  // `left op right`, where a string literal on either side makes a string comparison.
+  NodePtr combine(Op op, NodePtr left, NodePtr right) const {
+    const bool left_string = left->op == Op::kString, right_string = right->op == Op::kString;
+    if (!left_string && !right_string) {
+      return bounded(make(op, {std::move(left), std::move(right)}));
+    }
+    const NodePtr& literal = left_string ? left : right;
+    const NodePtr& other = left_string ? right : left;
+    if ((op != Op::kEq && op != Op::kNe) || other->op != Op::kSymbol || other->symbol == kLayerSymbol) {
+      fail_string(*literal);
+    }
+    auto node = std::make_shared<Expr::Node>();
+    node->op = op == Op::kEq ? Op::kStrEq : Op::kStrNe;
+    node->symbol = other->symbol;
+    node->name = other->name;
+    node->text = literal->text;
+    node->depth = 2;
+    return node;
+  }
+
+  [[noreturn]] void fail_string(const Expr::Node& literal) const {
+    fail(fmt::format("the string \"{}\" can only be compared, with == or !=, to a string hyperparameter's name", literal.text),
+         static_cast<size_t>(literal.value));
+  }
+
+  // A string literal anywhere but in a comparison (alone, an argument, a branch of ?:).
+  void reject_bare_strings(const Expr::Node& root) const {
+    std::vector<const Expr::Node*> pending{&root};
+    while (!pending.empty()) {
+      const Expr::Node* node = pending.back();
+      pending.pop_back();
+      if (node->op == Op::kString) fail_string(*node);
+      for (const NodePtr& arg : node->args) pending.push_back(arg.get());
+    }
   }
 
   NodePtr number() {
@@ -361,12 +431,28 @@ Expr Expr::sum(const std::vector<Expr>& terms) {
 }
 
 int64_t Expr::eval(const Lookup& lookup) const {
-  return evaluate(*root_, lookup);
+  return evaluate(*root_, lookup, nullptr);
+}
+
+int64_t Expr::eval(const Lookup& lookup, const StringLookup& strings) const {
+  return evaluate(*root_, lookup, &strings);
 }
 
 std::vector<uint32_t> Expr::symbols() const {
   std::vector<uint32_t> out;
   collect_symbols(*root_, out);
+  return out;
+}
+
+std::vector<uint32_t> Expr::string_symbols() const {
+  std::vector<uint32_t> out;
+  collect_symbols(*root_, out, Uses::kString);
+  return out;
+}
+
+std::vector<uint32_t> Expr::integer_symbols() const {
+  std::vector<uint32_t> out;
+  collect_symbols(*root_, out, Uses::kInteger);
   return out;
 }
 

@@ -1,5 +1,6 @@
 // The spec expression language: 64-bit integers, hyperparameter names, `layer`,
-// + - * / %, unary - and !, comparisons, && ||, ?:, min(...), max(...), parentheses.
+// + - * / %, unary - and !, comparisons, && ||, ?:, min(...), max(...), parentheses, and
+// string comparisons of a string hyperparameter with a literal (`rope_scaling_type == "yarn"`).
 // Parsed once when a spec is loaded; evaluation never wraps and never divides by zero.
 #pragma once
 
@@ -57,14 +58,20 @@ class Expr {
   using Resolver = std::function<std::optional<uint32_t>(std::string_view)>;
   // Gives a symbol's value or throws EvalError.
   using Lookup = std::function<int64_t(uint32_t symbol)>;
+  // Gives a string symbol's value (for `name == "text"`) or throws EvalError.
+  using StringLookup = std::function<std::string_view(uint32_t symbol)>;
 
   static Expr parse(std::string_view text, const SourcePos& pos, const Resolver& resolve);
   static Expr literal(int64_t value);
   static Expr sum(const std::vector<Expr>& terms);  // a + b + ... ; literal 0 when empty
 
+  // Without a StringLookup, a string comparison throws EvalError.
   int64_t eval(const Lookup& lookup) const;
-  // Symbols the expression reads.
+  int64_t eval(const Lookup& lookup, const StringLookup& strings) const;
+  // Symbols the expression reads: all of them; those compared with string literals; the others.
   std::vector<uint32_t> symbols() const;
+  std::vector<uint32_t> string_symbols() const;
+  std::vector<uint32_t> integer_symbols() const;
   // Canonical text, fully parenthesised where needed: equal for structurally equal expressions.
   std::string text() const;
   std::optional<int64_t> as_literal() const;

@@ -59,6 +59,13 @@ constexpr TypeName kHparamTypes[] = {
     {"u64", gguf::ValueType::kUint64},  {"i64", gguf::ValueType::kInt64},  {"f32", gguf::ValueType::kFloat32},
     {"f64", gguf::ValueType::kFloat64}, {"bool", gguf::ValueType::kBool},  {"string", gguf::ValueType::kString},
 };
+std::string_view type_label(const Hparam& h) {
+  for (const TypeName& t : kHparamTypes) {
+    if (t.type == h.type) return t.name;
+  }
+  return "?";
+}
+
 constexpr std::string_view kTensorSuffixes[] = {"weight", "bias", "scale"};
 
 bool is_identifier(std::string_view name) {
@@ -396,7 +403,22 @@ class SpecParser {
       return spec_.hparam_index(name);
     };
     try {
-      return Expr::parse(*text, at, resolve);
+      Expr expr = Expr::parse(*text, at, resolve);
+      // String hyperparameters are only compared with string literals, and only they are.
+      for (uint32_t symbol : expr.string_symbols()) {
+        const Hparam& h = spec_.hparams[symbol];
+        if (!h.is_string()) {
+          problem(at, fmt::format("'{}' is compared with a string, but it is {}: only a hyperparameter of type string can be", h.name,
+                                  h.value ? "a derived integer" : fmt::format("of type {}", type_label(h))));
+        }
+      }
+      for (uint32_t symbol : expr.integer_symbols()) {
+        if (symbol != kLayerSymbol && spec_.hparams[symbol].is_string()) {
+          problem(at, fmt::format("'{}' is a string: compare it with a literal (as in {} == \"yarn\"); it has no integer value",
+                                  spec_.hparams[symbol].name, spec_.hparams[symbol].name));
+        }
+      }
+      return expr;
     } catch (const ExprSyntaxError& error) {
       std::string message = error.bare_message();
       if (!layer_allowed && text->find("layer") != std::string::npos) message += " ('layer' exists only in per-layer tensors)";
@@ -463,6 +485,14 @@ class SpecParser {
       Hparam h;
       h.name = name;
       h.pos = pos(entry.first);
+      // The stored type, early too: expressions anywhere check their string comparisons with it
+      // (an unknown type is reported in the second pass).
+      if (entry.second.IsMap() && entry.second["type"] && entry.second["type"].IsScalar()) {
+        const std::string type = entry.second["type"].Scalar();
+        for (const TypeName& t : kHparamTypes) {
+          if (t.name == type) h.type = t.type;
+        }
+      }
       spec_.hparams.push_back(std::move(h));
     }
     size_t index = 0;
@@ -515,7 +545,13 @@ class SpecParser {
     if (const YAML::Node per_layer = node["per_layer"]) h.per_layer = boolean(per_layer, "per_layer").value_or(false);
     if (const YAML::Node optional = node["optional"]) h.optional = boolean(optional, "optional").value_or(false);
     if (const YAML::Node value = node["value"]) h.value = expression(value, false, "value");
-    if (const YAML::Node fallback = node["default"]) h.default_value = expression(fallback, false, "default");
+    if (const YAML::Node fallback = node["default"]) {
+      if (h.type == gguf::ValueType::kString && !node["value"] && !node["count"]) {
+        h.default_text = scalar(fallback, "default");  // a string, not an expression
+      } else {
+        h.default_value = expression(fallback, false, "default");
+      }
+    }
     if (const YAML::Node required = node["required_when"]) h.required_when = expression(required, false, "required_when");
     if (const YAML::Node min = node["min"]) h.min = expression(min, false, "min");
     if (const YAML::Node max = node["max"]) h.max = expression(max, false, "max");
@@ -531,8 +567,9 @@ class SpecParser {
     }
     if (h.count && node["type"]) problem(at, fmt::format("{}: 'count' takes the element count of an array; 'type' does not apply", where));
     if (h.count && h.per_layer) problem(at, fmt::format("{}: 'count' and 'per_layer' exclude each other", where));
-    if (!h.is_integer() && (node["default"] || node["min"] || node["max"] || h.per_layer)) {
-      problem(at, fmt::format("{} is {}: default, min, max and per_layer need an integer type", where, gguf::value_type_name(h.type)));
+    if (!h.is_integer() && ((node["default"] && !h.is_string()) || node["min"] || node["max"] || h.per_layer)) {
+      problem(at, fmt::format("{} is {}: {}min, max and per_layer need an integer type", where, gguf::value_type_name(h.type),
+                              h.is_string() ? "" : "default (a string for type string), "));
     }
     if (h.optional && node["default"]) problem(at, fmt::format("{}: 'optional' and 'default' exclude each other", where));
     if (node["required_when"] && !node["default"]) {

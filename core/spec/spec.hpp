@@ -56,6 +56,7 @@ struct Hparam {
   bool per_layer = false;  // scalar or one value per layer
   bool optional = false;
   std::optional<Expr> default_value;
+  std::optional<std::string> default_text;  // type string: the value when the key is absent
   std::optional<Expr> required_when;  // with a default: the key is still required where this holds
   std::optional<Expr> value;          // derived
   std::optional<Expr> min;
@@ -63,6 +64,7 @@ struct Hparam {
   SourcePos pos;
 
   bool is_integer() const { return count || gguf::is_integer(type); }
+  bool is_string() const { return !count && !value && type == gguf::ValueType::kString; }
 };
 
 struct TensorDecl {

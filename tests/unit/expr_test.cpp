@@ -93,6 +93,41 @@ TEST(Expr, CanonicalTextRoundTrips) {
   EXPECT_EQ(parse("a  +b*c").text(), "a + b * c");
 }
 
+TEST(Expr, StringComparisonsOfANameWithALiteral) {
+  const auto strings = [](uint32_t s) -> std::string_view {
+    if (s == 0) return "yarn";
+    throw EvalError("not a string");
+  };
+  const auto ints = [](uint32_t s) { return kValues[s]; };
+  EXPECT_EQ(parse(R"(a == "yarn")").eval(ints, strings), 1);
+  EXPECT_EQ(parse(R"("yarn" != a)").eval(ints, strings), 0);
+  EXPECT_EQ(parse("a == 'linear' || b > 2").eval(ints, strings), 1);
+  EXPECT_EQ(parse(R"(a == "none" ? 1 : 2)").eval(ints, strings), 2);
+  EXPECT_EQ(parse(R"(a == "Yarn")").eval(ints, strings), 0) << "case-sensitive, as llama.cpp compares";
+  EXPECT_THROW(parse(R"(b == "yarn")").eval(ints, strings), EvalError);
+  EXPECT_THROW(parse(R"(a == "yarn")").eval(ints), EvalError) << "no string values given";
+  const Expr e = parse(R"(a == "yarn" && b != 'x y')");
+  EXPECT_EQ(e.text(), R"(a == "yarn" && b != "x y")");
+  EXPECT_EQ(parse(e.text()).text(), e.text());
+  EXPECT_THAT(e.string_symbols(), ::testing::ElementsAre(0u, 1u));
+  EXPECT_THAT(e.integer_symbols(), ::testing::ElementsAre());
+  EXPECT_THAT(parse(R"(a == "yarn" && c > 1)").integer_symbols(), ::testing::ElementsAre(2u));
+}
+
+TEST(Expr, AStringLiteralOutsideAComparisonIsASyntaxError) {
+  for (const char* text : {R"("yarn")", R"(a + "yarn")", R"(a < "yarn")", R"("a" == "b")", R"(layer == "x")",
+                           R"(max(a, "x"))", R"(b ? "x" : "y")", R"(a == "open)", "a == \"tab\there\""}) {
+    try {
+      parse(text);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const ExprSyntaxError& error) {
+      EXPECT_THAT(error.bare_message(), ::testing::AnyOf(HasSubstr("can only be compared"), HasSubstr("unterminated"),
+                                                         HasSubstr("printable"), HasSubstr("unexpected")))
+          << text;
+    }
+  }
+}
+
 TEST(Expr, SumBuildsAdditionOfTerms) {
   const Expr total = Expr::sum({parse("a * b"), parse("c"), parse("d")});
   EXPECT_EQ(total.eval([](uint32_t s) { return kValues[s]; }), 18);

@@ -54,6 +54,30 @@ std::string with(std::string text, const std::string& from, const std::string& t
   return text.replace(at, from.size(), to);
 }
 
+TEST(SpecStrings, StringHyperparametersAreComparedWithLiteralsOnly) {
+  const std::string with_string = with(kMinimal, "  n_q:     { value: n_head * 8 }",
+                                       "  n_q:     { value: n_head * 8 }\n"
+                                       "  scaling: { key: \"{arch}.rope.scaling.type\", type: string, default: linear }");
+  // Accepted: a string compared with a literal, in a check and in a condition.
+  const Spec ok = parse_spec(with(with_string, "layers: n_layer",
+                                  "layers: n_layer\nchecks:\n  - { expr: \"scaling == 'linear' || scaling == 'yarn'\", message: m }"),
+                             "ok.yaml");
+  const Hparam& scaling = ok.hparams[*ok.hparam_index("scaling")];
+  EXPECT_EQ(scaling.default_text, "linear");
+  EXPECT_FALSE(scaling.default_value);
+  ASSERT_EQ(ok.checks.size(), 1u);
+  EXPECT_EQ(ok.checks[0].expr.text(), R"(scaling == "linear" || scaling == "yarn")");
+
+  // Refused at load, with the expression's position: an integer compared with a string, a
+  // string used as a number (also when the string is declared after its use).
+  EXPECT_THAT(problems_of(with(with_string, "layers: n_layer", "layers: n_layer\nchecks:\n  - { expr: \"n_embd == 'x'\", message: m }")),
+              Contains(AllOf(HasSubstr("bad.yaml:"), HasSubstr("'n_embd' is compared with a string, but it is of type u32"))));
+  EXPECT_THAT(problems_of(with(with_string, "default: 4 * n_embd }", "default: 4 * n_embd + scaling }")),
+              Contains(HasSubstr("'scaling' is a string: compare it with a literal")));
+  EXPECT_THAT(problems_of(with(with_string, "layers: n_layer", "layers: n_layer\nchecks:\n  - { expr: \"'yarn'\", message: m }")),
+              Contains(HasSubstr("can only be compared")));
+}
+
 TEST(Spec, ParsesAllSections) {
   const Spec spec = parse_spec(kMinimal, "mini.yaml");
   EXPECT_EQ(spec.arch, "mini");

@@ -176,6 +176,28 @@ TEST_F(ValidateTest, HyperparameterProblemsAreReportedOnceNotPerTensor) {
   EXPECT_EQ(wrong.findings[0].found, "INT32");
 }
 
+TEST_F(ValidateTest, StringComparisonsUseTheStoredValueOrTheDefault) {
+  std::string text = kSpec;
+  text.replace(text.find("layers: n_layer"), 15,
+               "  scaling: { key: \"{arch}.rope.scaling.type\", type: string, default: linear }\n"
+               "layers: n_layer\nchecks:\n"
+               "  - { expr: \"scaling == 'none' || scaling == 'linear' || scaling == 'yarn'\", message: \"unknown rope scaling\" }");
+  spec_ = spec::parse_spec(text, "unit.yaml");
+  EXPECT_THAT(codes(run(base_tensors())), ElementsAre()) << "absent: the default 'linear' applies";
+  EXPECT_THAT(codes(run(base_tensors(),
+                        [](gguf::Writer& w) {
+                          base_metadata(w);
+                          w.add("unit.rope.scaling.type", "yarn");
+                        })),
+              ElementsAre());
+  const Report bad = run(base_tensors(), [](gguf::Writer& w) {
+    base_metadata(w);
+    w.add("unit.rope.scaling.type", "dynamic");
+  });
+  ASSERT_THAT(codes(bad), ElementsAre("hparam_value scaling == \"none\" || scaling == \"linear\" || scaling == \"yarn\""));
+  EXPECT_EQ(bad.findings[0].message, "unknown rope scaling");
+}
+
 TEST_F(ValidateTest, OptionalLayersMayBeLeftOutWholeButNotInPart) {
   std::string text = kSpec;
   text.replace(text.find("layers: n_layer\n"), 16, "layers: n_layer\noptional_layers: layer >= 1\n");
