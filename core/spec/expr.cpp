@@ -15,7 +15,31 @@ std::string SourcePos::text() const {
 ExprSyntaxError::ExprSyntaxError(SourcePos pos, const std::string& message)
     : std::runtime_error(fmt::format("{}: {}", pos.text(), message)), pos_(std::move(pos)), message_(message) {}
 
-enum class Op { kLiteral, kSymbol, kString, kStrEq, kStrNe, kNeg, kNot, kAdd, kSub, kMul, kDiv, kMod, kLt, kLe, kGt, kGe, kEq, kNe, kAnd, kOr, kCond, kMin, kMax };
+enum class Op {
+  kLiteral,
+  kSymbol,
+  kString,
+  kStrEq,
+  kStrNe,
+  kNeg,
+  kNot,
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kMod,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kEq,
+  kNe,
+  kAnd,
+  kOr,
+  kCond,
+  kMin,
+  kMax
+};
 
 struct Expr::Node {
   Op op;
@@ -95,7 +119,9 @@ int64_t evaluate(const Expr::Node& node, const Expr::Lookup& lookup, const Expr:
     case Op::kNot: return evaluate(*node.args[0], lookup, strings) == 0;
     case Op::kAnd: return evaluate(*node.args[0], lookup, strings) != 0 && evaluate(*node.args[1], lookup, strings) != 0;
     case Op::kOr: return evaluate(*node.args[0], lookup, strings) != 0 || evaluate(*node.args[1], lookup, strings) != 0;
-    case Op::kCond: return evaluate(*node.args[0], lookup, strings) != 0 ? evaluate(*node.args[1], lookup, strings) : evaluate(*node.args[2], lookup, strings);
+    case Op::kCond:
+      return evaluate(*node.args[0], lookup, strings) != 0 ? evaluate(*node.args[1], lookup, strings)
+                                                           : evaluate(*node.args[2], lookup, strings);
     case Op::kMin:
     case Op::kMax: {
       int64_t best = evaluate(*node.args[0], lookup, strings);

@@ -57,8 +57,8 @@ struct Hparam {
   bool optional = false;
   std::optional<Expr> default_value;
   std::optional<std::string> default_text;  // type string: the value when the key is absent
-  std::optional<Expr> required_when;  // with a default: the key is still required where this holds
-  std::optional<Expr> value;          // derived
+  std::optional<Expr> required_when;        // with a default: the key is still required where this holds
+  std::optional<Expr> value;                // derived
   std::optional<Expr> min;
   std::optional<Expr> max;
   SourcePos pos;

@@ -115,8 +115,8 @@ TEST(Expr, StringComparisonsOfANameWithALiteral) {
 }
 
 TEST(Expr, AStringLiteralOutsideAComparisonIsASyntaxError) {
-  for (const char* text : {R"("yarn")", R"(a + "yarn")", R"(a < "yarn")", R"("a" == "b")", R"(layer == "x")",
-                           R"(max(a, "x"))", R"(b ? "x" : "y")", R"(a == "open)", "a == \"tab\there\""}) {
+  for (const char* text : {R"("yarn")", R"(a + "yarn")", R"(a < "yarn")", R"("a" == "b")", R"(layer == "x")", R"(max(a, "x"))",
+                           R"(b ? "x" : "y")", R"(a == "open)", "a == \"tab\there\""}) {
     try {
       parse(text);
       ADD_FAILURE() << "accepted: " << text;
