@@ -86,6 +86,9 @@ void print_json(const validate::Report& report) {
   json hparams = json::object();
   for (const auto& [name, value] : report.hparams) hparams[for_json(name)] = value;
   doc["hparams"] = std::move(hparams);
+  json per_layer = json::object();
+  for (const auto& [name, values] : report.per_layer) per_layer[for_json(name)] = values;
+  doc["per_layer"] = std::move(per_layer);
   fmt::print("{}\n", doc.dump(2, ' ', false, json::error_handler_t::replace));
 }
 

@@ -213,10 +213,10 @@ class Planner {
         out.kind = OutputTensor::Kind::kSlice;
         out.name = part.gguf_name(where);
         out.type = source->type;
-        for (const spec::Expr& extent : part.shape) out.shape.push_back(static_cast<uint64_t>(hparams_->eval(extent, layer)));
+        for (const spec::Expr& extent : part.shape) out.shape.push_back(static_cast<uint64_t>(hparams_->eval_shape(extent, layer)));
         out.sources = {source};
         out.axis = fused.axis;
-        out.offset = static_cast<uint64_t>(hparams_->eval(fused.offsets[p], layer));
+        out.offset = static_cast<uint64_t>(hparams_->eval_shape(fused.offsets[p], layer));
         outs.push_back(std::move(out));
       }
       add_unit({source}, std::move(outs));

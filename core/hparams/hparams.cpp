@@ -33,7 +33,7 @@ Hparams Hparams::bind(const spec::Spec& spec, const gguf::Reader& reader, std::v
             fmt::format("0..{}", kMaxLayers), fmt::format("{}", layers)});
       } else {
         bound.layers_ = layers;
-        bound.memo_.resize(static_cast<size_t>(1 + layers));
+        bound.memo_.resize(static_cast<size_t>(2 + 2 * layers));
       }
     } catch (const Unavailable&) {
       // The missing or mistyped key behind it has been reported already.
@@ -126,13 +126,25 @@ void Hparams::read(uint32_t index, const gguf::Reader& reader, std::vector<repor
 }
 
 int64_t Hparams::eval(const spec::Expr& expr, std::optional<int64_t> layer) const {
+  return eval_in(expr, layer, false);
+}
+
+int64_t Hparams::eval_shape(const spec::Expr& expr, std::optional<int64_t> layer) const {
+  return eval_in(expr, layer, true);
+}
+
+int64_t Hparams::value(uint32_t index, std::optional<int64_t> layer) const {
+  return value_in(index, layer, false);
+}
+
+int64_t Hparams::eval_in(const spec::Expr& expr, std::optional<int64_t> layer, bool shape) const {
   return expr.eval(
       [&](uint32_t symbol) -> int64_t {
         if (symbol == spec::kLayerSymbol) {
           if (!layer) throw spec::EvalError("'layer' used outside a layer");
           return *layer;
         }
-        return value(symbol, layer);
+        return value_in(symbol, layer, shape);
       },
       [&](uint32_t symbol) { return text(symbol); });
 }
@@ -144,12 +156,16 @@ std::string_view Hparams::text(uint32_t index) const {
   throw Unavailable(slot.why_absent.empty() ? fmt::format("'{}' has no string value", h.name) : slot.why_absent);
 }
 
-int64_t Hparams::value(uint32_t index, std::optional<int64_t> layer) const {
+int64_t Hparams::value_in(uint32_t index, std::optional<int64_t> layer, bool shape) const {
   const spec::Hparam& h = spec_->hparams[index];
   const Slot& slot = slots_[index];
   switch (slot.state) {
     case State::kStored: return slot.scalar;
     case State::kPerLayer: {
+      if (shape && !h.shapes_use_each_layer) {
+        if (slot.per_layer.empty()) throw Unavailable(fmt::format("'{}' has no values", h.name));
+        return slot.per_layer.front();  // llama.cpp's rule: shapes use layer 0's value
+      }
       if (layer) {
         if (*layer < 0 || static_cast<size_t>(*layer) >= slot.per_layer.size()) {
           throw Unavailable(fmt::format("'{}' has {} per-layer values; layer {} has none", h.name, slot.per_layer.size(), *layer));
@@ -163,7 +179,8 @@ int64_t Hparams::value(uint32_t index, std::optional<int64_t> layer) const {
       return slot.per_layer.front();
     }
     case State::kComputed: {
-      const size_t context = layer ? static_cast<size_t>(1 + *layer) : 0;
+      const size_t own = layer ? static_cast<size_t>(1 + *layer) : 0;
+      const size_t context = !shape ? own : layers_ ? static_cast<size_t>(1 + *layers_) + own : SIZE_MAX;
       std::vector<std::optional<int64_t>>* memo = nullptr;
       if (context < memo_.size()) {
         if (memo_[context].empty()) memo_[context].resize(slots_.size());
@@ -185,7 +202,7 @@ int64_t Hparams::value(uint32_t index, std::optional<int64_t> layer) const {
       };
       int64_t result = 0;
       try {
-        result = eval(h.value ? *h.value : *h.default_value, layer);
+        result = eval_in(h.value ? *h.value : *h.default_value, layer, shape);
       } catch (const LayerDependent& error) {
         remember(Failure::Kind::kLayerDependent, error);
         throw;
@@ -269,6 +286,14 @@ void Hparams::check_ranges(std::vector<report::Finding>& findings) const {
       }
     });
   }
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> Hparams::per_layer_values() const {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> values;
+  for (uint32_t i = 0; i < spec_->hparams.size(); ++i) {
+    if (slots_[i].state == State::kPerLayer) values.emplace_back(spec_->hparams[i].name, slots_[i].per_layer);
+  }
+  return values;
 }
 
 std::vector<std::pair<std::string, int64_t>> Hparams::global_values() const {

@@ -39,7 +39,13 @@ class Hparams {
 
   // Value of an expression globally (layer unset) or in one layer. Throws spec::EvalError.
   int64_t eval(const spec::Expr& expr, std::optional<int64_t> layer) const;
+  // The same for a tensor's shape (an extent, or a fused part's offset): there a per-layer
+  // hyperparameter stands for layer 0's value unless the spec says `in_shapes: each_layer`
+  // (llama.cpp sizes tensors with n_head() / n_ff(), which read layer 0).
+  int64_t eval_shape(const spec::Expr& expr, std::optional<int64_t> layer) const;
   int64_t value(uint32_t hparam, std::optional<int64_t> layer) const;
+  // Per-layer hyperparameters stored as arrays, for reports: name -> one value per layer.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> per_layer_values() const;
   // A string hyperparameter's value (stored, or its default). Throws spec::EvalError.
   std::string_view text(uint32_t hparam) const;
   // The number of layers, when it could be evaluated and is within kMaxLayers.
@@ -58,6 +64,8 @@ class Hparams {
   };
 
   explicit Hparams(const spec::Spec& spec) : spec_(&spec) {}
+  int64_t eval_in(const spec::Expr& expr, std::optional<int64_t> layer, bool shape) const;
+  int64_t value_in(uint32_t hparam, std::optional<int64_t> layer, bool shape) const;
   void read(uint32_t index, const gguf::Reader& reader, std::vector<report::Finding>& findings);
   void check_ranges(std::vector<report::Finding>& findings) const;
 
@@ -65,7 +73,8 @@ class Hparams {
   std::vector<Slot> slots_;
   std::vector<bool> key_present_;
   std::optional<int64_t> layers_;
-  // Memoised computed values: [0] global, [1 + layer] per layer; allocated on first use.
+  // Memoised computed values: [0] global, [1 + layer] per layer, then the same for shapes
+  // ([1 + layers] global, [2 + layers + layer] per layer); allocated on first use.
   mutable std::vector<std::vector<std::optional<int64_t>>> memo_;
   // Memoised failures, keyed by context * hparams + index: without them, a chain of values each
   // reading the one before twice would be re-evaluated exponentially often when its root fails.

@@ -64,7 +64,7 @@ class Binder {
         const TensorView all = whole(*stored, mapped(*stored), std::string(stored->name));
         for (size_t p = 0; p < fused.parts.size(); ++p) {
           const spec::TensorDecl& part = spec_.tensors[fused.parts[p]];
-          views_.push_back(part_view(all, part, fused.axis, static_cast<uint64_t>(hparams_.eval(fused.offsets[p], layer)), layer));
+          views_.push_back(part_view(all, part, fused.axis, static_cast<uint64_t>(hparams_.eval_shape(fused.offsets[p], layer)), layer));
           bound[fused.parts[p]] = true;
         }
       }
@@ -81,7 +81,7 @@ class Binder {
   TensorView part_view(const TensorView& all, const spec::TensorDecl& part, int axis, uint64_t offset, std::optional<int64_t> layer) const {
     TensorView view = all;
     view.name = part.gguf_name(layer.value_or(0));
-    for (size_t d = 0; d < part.shape.size(); ++d) view.ne[d] = static_cast<uint64_t>(hparams_.eval(part.shape[d], layer));
+    for (size_t d = 0; d < part.shape.size(); ++d) view.ne[d] = static_cast<uint64_t>(hparams_.eval_shape(part.shape[d], layer));
     const gguf::TypeTraits& traits = *gguf::ggml_type(all.type);
     uint64_t byte_offset = 0;
     if (axis == 0) {

@@ -513,7 +513,8 @@ class SpecParser {
       return;
     }
     const std::string where = fmt::format("hyperparameter '{}'", h.name);
-    check_keys(node, {"key", "type", "count", "per_layer", "default", "required_when", "optional", "value", "min", "max"}, where);
+    check_keys(node, {"key", "type", "count", "per_layer", "in_shapes", "default", "required_when", "optional", "value", "min", "max"},
+               where);
     if (const YAML::Node key = node["key"]) {
       if (auto text = scalar(key, "key")) {
         // Substituted left to right, never inside what was substituted (an arch named
@@ -543,6 +544,18 @@ class SpecParser {
     }
     if (const YAML::Node count = node["count"]) h.count = boolean(count, "count").value_or(false);
     if (const YAML::Node per_layer = node["per_layer"]) h.per_layer = boolean(per_layer, "per_layer").value_or(false);
+    if (const YAML::Node in_shapes = node["in_shapes"]) {
+      if (const auto text = scalar(in_shapes, "in_shapes")) {
+        if (*text != "layer0" && *text != "each_layer") {
+          problem(pos(in_shapes), fmt::format("{}: in_shapes must be layer0 (llama.cpp's rule: tensor shapes use layer 0's value) or "
+                                              "each_layer (each layer's own value), found '{}'",
+                                              where, *text));
+        } else if (!h.per_layer) {
+          problem(pos(in_shapes), fmt::format("{}: in_shapes applies only with per_layer: true", where));
+        }
+        h.shapes_use_each_layer = *text == "each_layer";
+      }
+    }
     if (const YAML::Node optional = node["optional"]) h.optional = boolean(optional, "optional").value_or(false);
     if (const YAML::Node value = node["value"]) h.value = expression(value, false, "value");
     if (const YAML::Node fallback = node["default"]) {

@@ -54,6 +54,10 @@ struct Hparam {
   gguf::ValueType type = gguf::ValueType::kUint32;
   bool count = false;      // the value is the element count of the array at `key`
   bool per_layer = false;  // scalar or one value per layer
+  // With per_layer: whether tensor shapes use each layer's own value (`in_shapes: each_layer`)
+  // or, as llama.cpp's loaders size tensors with n_head() / n_ff() of layer 0, layer 0's value
+  // (`in_shapes: layer0`, the default). Conditions and checks always use the layer's own value.
+  bool shapes_use_each_layer = false;
   bool optional = false;
   std::optional<Expr> default_value;
   std::optional<std::string> default_text;  // type string: the value when the key is absent

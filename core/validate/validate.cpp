@@ -98,6 +98,7 @@ class Validator {
            std::nullopt, std::nullopt});
     }
     report_.hparams = hparams_->global_values();
+    report_.per_layer = hparams_->per_layer_values();
     return std::move(report_);
   }
 
@@ -144,7 +145,7 @@ class Validator {
     const std::string name(t.name);
     std::vector<int64_t> expected;
     try {
-      for (const spec::Expr& extent : shape) expected.push_back(hparams_->eval(extent, layer));
+      for (const spec::Expr& extent : shape) expected.push_back(hparams_->eval_shape(extent, layer));
     } catch (const hparams::Unavailable&) {
       expected.clear();  // the missing or mistyped hyperparameter is reported once, by itself
     } catch (const spec::EvalError& error) {

@@ -35,6 +35,8 @@ struct Report {
   std::vector<report::Finding> findings;
   std::vector<GroupReport> groups;
   std::vector<std::pair<std::string, int64_t>> hparams;  // evaluated global integer values
+  // Hyperparameters stored with one value per layer (llama.cpp's get_key_or_arr arrays).
+  std::vector<std::pair<std::string, std::vector<int64_t>>> per_layer;
 
   bool valid() const { return findings.empty(); }
 };

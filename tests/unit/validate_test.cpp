@@ -21,7 +21,7 @@ arch: unit
 hparams:
   n_embd:  { key: "{arch}.embedding_length" }
   n_layer: { key: "{arch}.block_count", max: 8 }
-  n_head:  { key: "{arch}.attention.head_count", per_layer: true }
+  n_head:  { key: "{arch}.attention.head_count", per_layer: true, in_shapes: each_layer }
   n_dense: { key: "{arch}.leading_dense_block_count", default: 0 }
   eps:     { key: "{arch}.eps", type: f32 }
 layers: n_layer
@@ -117,6 +117,28 @@ TEST_F(ValidateTest, PerLayerValuesShapeEachLayer) {
   Tensors tensors = base_tensors();
   tensors[1].second = {32, 64};  // layer 0 has one head: 32 rows, not 64
   EXPECT_THAT(codes(run(tensors)), ElementsAre("wrong_shape blk.0.attn_q.weight"));
+}
+
+TEST_F(ValidateTest, ByDefaultShapesUseLayerZerosValueAsLlamaCppDoes) {
+  // Without in_shapes: each_layer, a per-layer value sizes every layer's tensors with layer 0's
+  // value (llama.cpp's n_head() / n_ff()), while conditions still see each layer's own value.
+  std::string text = kSpec;
+  text.replace(text.find(", in_shapes: each_layer"), 23, "");
+  for (int i = 0; i < 2; ++i) text.replace(text.find("when: layer >= n_dense }"), 24, "when: n_head == 2 }");
+  spec_ = spec::parse_spec(text, "unit.yaml");
+  // Head counts {1, 2}: layer 1's tensors sized with 2 heads are wrong by llama.cpp's rule...
+  EXPECT_THAT(codes(run(base_tensors())), ElementsAre("wrong_shape blk.1.attn_q.weight", "wrong_shape blk.1.attn_k.weight"));
+  // ...and right when sized with layer 0's one head; the experts, present where n_head == 2,
+  // are still expected in layer 1 only.
+  Tensors tensors = base_tensors();
+  tensors[6].second = {32, 32};
+  tensors[7].second = {32, 32};
+  const Report report = run(tensors);
+  EXPECT_THAT(codes(report), ElementsAre());
+  EXPECT_THAT(report.per_layer, ElementsAre(std::pair<std::string, std::vector<int64_t>>{"n_head", {1, 2}}));
+  // in_shapes is checked.
+  text.replace(text.find("per_layer: true }"), 17, "per_layer: true, in_shapes: first }");
+  EXPECT_THROW(spec::parse_spec(text, "unit.yaml"), spec::SpecError);
 }
 
 TEST_F(ValidateTest, FusedLayersValidateAndMixingIsReported) {
