@@ -79,8 +79,9 @@ void print_json(const validate::Report& report) {
   doc["findings"] = std::move(findings);
   json groups = json::array();
   for (const validate::GroupReport& g : report.groups) {
-    groups.push_back(
-        {{"name", for_json(g.name)}, {"state", g.state()}, {"layers", {{"fused", g.fused}, {"unfused", g.unfused}, {"both", g.both}}}});
+    groups.push_back({{"name", for_json(g.name)},
+                      {"state", g.state()},
+                      {"layers", {{"fused", g.fused}, {"unfused", g.unfused}, {"both", g.both}, {"unfusable", g.unfusable}}}});
   }
   doc["groups"] = std::move(groups);
   json hparams = json::object();

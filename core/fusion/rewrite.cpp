@@ -137,8 +137,12 @@ class Planner {
                                          spec_.arch, name, spec_.file, join(group_of(*it).consumers)));
         }
         if (state.unfused.empty()) {
-          throw RewriteError(state.fused.empty() ? fmt::format("{} has no '{}' to fuse: none of its parts are present", input_.path(), name)
-                                                 : fmt::format("{} already stores '{}' fused", input_.path(), name));
+          throw RewriteError(!state.fused.empty() ? fmt::format("{} already stores '{}' fused", input_.path(), name)
+                             : !state.unfusable.empty()
+                                 ? fmt::format("{} has no '{}' to fuse: no layer holds all of its parts (an "
+                                               "optional part is absent in layers {})",
+                                               input_.path(), name, fmt::join(state.unfusable, ","))
+                                 : fmt::format("{} has no '{}' to fuse: none of its parts are present", input_.path(), name));
         }
       } else if (state.fused.empty()) {
         throw RewriteError(fmt::format("{} does not store '{}' fused (state: {})", input_.path(), name, state.state()));
@@ -163,6 +167,11 @@ class Planner {
 
   void plan_fuse(const FusedForm& form, std::optional<int64_t> layer) {
     const int64_t where = layer.value_or(0);
+    // A layer whose weights lack an optional part of the group cannot be fused: left as it is.
+    const FusedTensor& weight = form.tensors.front();
+    for (size_t p = 0; p < weight.parts.size(); ++p) {
+      if (weight.part_optional[p] && stored(spec_.tensors[weight.parts[p]].gguf_name(where)) == nullptr) return;
+    }
     for (const FusedTensor& fused : form.tensors) {
       std::vector<const gguf::TensorInfo*> parts;
       std::vector<std::string> absent;

@@ -132,6 +132,7 @@ class Deriver {
       }
       parts.push_back(t);
       fused.parts.push_back(static_cast<size_t>(t - spec_.tensors.data()));
+      fused.part_optional.push_back(t->optional);
     }
     const TensorDecl& head = *parts[0];
     const auto rank = static_cast<int>(head.shape.size());
@@ -140,7 +141,9 @@ class Deriver {
       problem(group, fmt::format("'{}' has {} dimensions: no axis corresponds to axis {} of the weights", head.name(), rank, group.axis));
       return;
     }
-    fused.optional = head.optional;
+    // The fused tensor may be absent only where every part may be; a part declared optional
+    // while others are not is an optional part of the group (a layer without it is not fusable).
+    fused.optional = std::all_of(parts.begin(), parts.end(), [](const TensorDecl* t) { return t->optional; });
     std::vector<Expr> extents;
     for (const TensorDecl* t : parts) {
       if (t->shape.size() != head.shape.size()) {
@@ -155,9 +158,9 @@ class Deriver {
           return;
         }
       }
-      if (when_text(*t) != when_text(head) || t->optional != head.optional) {
-        problem(group, fmt::format("'{}' and '{}' have different presence rules (when: {} vs {}; optional: {} vs {})", head.name(),
-                                   t->name(), when_text(head), when_text(*t), head.optional, t->optional));
+      if (when_text(*t) != when_text(head)) {
+        problem(group, fmt::format("'{}' and '{}' have different presence rules (when: {} vs {})", head.name(), t->name(), when_text(head),
+                                   when_text(*t)));
         return;
       }
       fused.offsets.push_back(Expr::sum(extents));

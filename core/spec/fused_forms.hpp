@@ -27,7 +27,10 @@ struct FusedTensor {
   std::vector<Expr> offsets;   // each part's offset along `axis`
   std::vector<size_t> parts;   // Spec::tensors index of each part, in storage order
   std::vector<int32_t> types;  // storage types every part allows (empty: any)
-  bool optional = false;       // as optional as its parts
+  bool optional = false;       // absent allowed: every part is optional
+  // Whether parts[p] is an optional part: a layer holding the other parts without it stays
+  // unfused (it cannot be fused), which is neither an error nor a partial fusion.
+  std::vector<bool> part_optional;
 };
 
 struct FusedForm {

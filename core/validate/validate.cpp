@@ -15,7 +15,7 @@ std::string GroupReport::state() const {
   if (!both.empty()) return "both";
   if (!fused.empty() && !unfused.empty()) return "mixed";
   if (!fused.empty()) return "fused";
-  if (!unfused.empty()) return "unfused";
+  if (!unfused.empty() || !unfusable.empty()) return "unfused";
   return "absent";
 }
 
@@ -225,17 +225,20 @@ class Validator {
       return;
     }
     bool parts_present = false;
+    bool optional_part_absent = false;
     std::vector<std::string> present_parts;
-    for (size_t part : weight.parts) {
-      const std::string part_name = spec_.tensors[part].gguf_name(where);
+    for (size_t p = 0; p < weight.parts.size(); ++p) {
+      const std::string part_name = spec_.tensors[weight.parts[p]].gguf_name(where);
       if (reader_.find_tensor(part_name) != nullptr) {
         parts_present = true;
         present_parts.push_back(part_name);
+      } else if (weight.part_optional[p]) {
+        optional_part_absent = true;
       }
     }
     GroupReport& group = report_.groups[form.group];
     if (fused == nullptr) {
-      if (parts_present) group.unfused.push_back(where);
+      if (parts_present) (optional_part_absent ? group.unfusable : group.unfused).push_back(where);
       return;  // the parts are checked as ordinary tensors
     }
     if (parts_present) {

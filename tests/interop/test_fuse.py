@@ -565,6 +565,42 @@ def test_toy_plugin_decides_what_fuses(fx: Path, tmp_path: Path) -> None:
     assert filecmp.cmp(out, explicit, shallow=False)
 
 
+def test_optional_part_leaves_a_layer_unfused_without_partial_fusion(fx: Path, tmp_path: Path) -> None:
+    """A group part declared optional (llama.cpp loads some ffn_gate_exps TENSOR_NOT_REQUIRED):
+    a layer without it cannot be fused and is no partial fusion; fuse fuses the other layers,
+    unfuse gives the input back byte for byte."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = (TOY_SPECS / "toymoe.yaml").read_text()
+    gate = "  ffn_gate_exps: [n_embd, n_ff_exp, n_expert]"
+    assert gate in text
+    (specs / "toymoe.yaml").write_text(text.replace(gate, "  ffn_gate_exps: { shape: [n_embd, n_ff_exp, n_expert], optional: true }"))
+    registry = ["--spec-dir", str(specs), "--plugin-dir", str(test_plugins() / "toy")]
+    model = mf.build("toymoe")
+    del model.tensors["blk.0.ffn_gate_exps.weight"]
+    src = _write_model(tmp_path / "no-gate-0.gguf", model)
+    report = _validate(src, *registry)
+    group = next(g for g in report["groups"] if g["name"] == "ffn_gate_up_exps")
+    assert group["layers"]["unfusable"] == [0] and group["layers"]["unfused"] == [1], group
+    fused = tmp_path / "fused.gguf"
+    _ok(_run("fuse", src, fused, *registry))
+    out = _read(fused)
+    assert "blk.1.ffn_gate_up_exps.weight" in out.tensors and "blk.0.ffn_gate_up_exps.weight" not in out.tensors
+    assert "blk.0.ffn_up_exps.weight" in out.tensors
+    group = next(g for g in _validate(fused, *registry)["groups"] if g["name"] == "ffn_gate_up_exps")
+    assert group["state"] == "fused" and group["layers"]["fused"] == [1] and group["layers"]["unfusable"] == [0], group
+    back = tmp_path / "back.gguf"
+    _ok(_run("unfuse", fused, back, *registry))
+    assert filecmp.cmp(src, back, shallow=False)
+    # With the gate absent everywhere there is nothing to fuse, and fuse says why.
+    for layer in range(1, 2):
+        del model.tensors[f"blk.{layer}.ffn_gate_exps.weight"]
+    none = _write_model(tmp_path / "no-gate.gguf", model)
+    proc = _run("fuse", none, tmp_path / "none.gguf", *registry, "--group", "ffn_gate_up_exps")
+    assert proc.returncode == EXIT_INVALID and "an optional part is absent in layers 0,1" in proc.stderr, _where(proc)
+    assert not (tmp_path / "none.gguf").exists()
+
+
 # --- refusals: exit status, message, and nothing left behind ----------------------------------
 
 

@@ -141,6 +141,18 @@ TEST(Spec, RejectsStructuralMistakes) {
   EXPECT_THAT(problems_of("a: [1, 2"), Contains(HasSubstr("bad.yaml:")));
 }
 
+TEST(Spec, AGroupMayHaveAnOptionalPart) {
+  const Spec spec =
+      parse_spec(with(kMinimal, "  attn_k:      [n_embd, n_q]", "  attn_k:      { shape: [n_embd, n_q], optional: true }"), "mini.yaml");
+  ASSERT_EQ(spec.fused_forms.size(), 1u);
+  const FusedTensor& weight = spec.fused_forms[0].tensors[0];
+  EXPECT_THAT(weight.part_optional, ElementsAre(false, true));
+  EXPECT_FALSE(weight.optional) << "the fused weight is required where its required part is";
+  const FusedTensor& bias = spec.fused_forms[0].tensors[1];
+  EXPECT_THAT(bias.part_optional, ElementsAre(true, true));
+  EXPECT_TRUE(bias.optional);
+}
+
 TEST(Spec, RejectsInconsistentFusableGroups) {
   EXPECT_THAT(problems_of(with(kMinimal, "parts: [attn_q, attn_k]", "parts: [attn_q, attn_x]")),
               Contains(HasSubstr("part 'attn_x' is not a declared tensor")));
