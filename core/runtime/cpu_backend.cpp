@@ -492,8 +492,10 @@ class CpuBackend final : public Backend {
     const float softcap = n.attention.softcap;
     const int64_t window = n.attention.sliding_window;
     // A token attends to every position before it, so later tokens cost more: they are taken
-    // first, one token's heads at a time, by whichever thread is free.
-    pool_.for_chunks(heads * tokens, heads, [&](int64_t i0, int64_t i1) {
+    // first, by whichever thread is free, up to one token's heads at a time (a single decoded
+    // token's heads are still shared between the threads).
+    const int64_t chunk = std::max<int64_t>(1, std::min(heads, heads * tokens / (static_cast<int64_t>(nth) * 8)));
+    pool_.for_chunks(heads * tokens, chunk, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t t = tokens - 1 - i / heads;
         const int64_t h = i % heads;
@@ -501,9 +503,13 @@ class CpuBackend final : public Backend {
         const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
         const int64_t kvh = h / group;
         const float* qv = qd + (t * heads + h) * dk;
+        // q . k for every position at once: one kernel lookup, not one per position.
+        dot_columns(
+            kc::kF32, dk, reinterpret_cast<const std::byte*>(qv), reinterpret_cast<const std::byte*>(kc_data + kvh * dk),
+            kw * static_cast<int64_t>(sizeof(float)), pos + 1 - first, [&](int64_t p) { return first + p; }, scores + first, 1);
         float max = -INFINITY;
         for (int64_t j = first; j <= pos; ++j) {
-          float s = kc::vec_dot(kc::kF32, dk, kc_data + j * kw + kvh * dk, qv) * scale;
+          float s = scores[j] * scale;
           if (softcap != 0) s = softcap * std::tanh(s / softcap);
           scores[j] = s;
           max = std::max(max, s);
