@@ -79,9 +79,6 @@ class Deriver {
       for (size_t index : part_decls[p]) {
         const TensorDecl& t = spec_.tensors[index];
         if (t.per_layer != form.per_layer) problem(group, "parts are split between 'tensors' and 'layer'");
-        if (t.alternative >= 0)
-          problem(group, fmt::format("part '{}' belongs to alternative '{}'", t.name(),
-                                     spec_.alternatives[static_cast<size_t>(t.alternative)].name));
       }
     }
 

@@ -182,7 +182,7 @@ class SpecParser {
     }
     parse_tensors(root["tensors"], false);
     parse_tensors(root["layer"], true);
-    parse_alternatives(root["alternatives"]);
+    refuse_alternatives(root["alternatives"]);
     parse_fusable(root["fusable"]);
     parse_checks(root["checks"]);
     check_hparam_cycles();
@@ -679,50 +679,14 @@ class SpecParser {
     return std::nullopt;
   }
 
-  void parse_alternatives(const YAML::Node& node) {
+  // `alternatives` (sets of tensors of which exactly one is present) had no user among the
+  // specs, and using it would have been wrong where it was tempting: llama.cpp's loaders decide
+  // between two tensor forms from a key, not from the tensors present. Removed (decision 10).
+  void refuse_alternatives(const YAML::Node& node) {
     if (!node) return;
-    if (!node.IsMap()) {
-      problem(pos(node), "'alternatives' must be a map of name to a list of options");
-      return;
-    }
-    size_t entry_number = 0;
-    for (const auto& entry : node) {
-      const FromFile in(*this, origin("alternatives", entry_number++));
-      Alternative alt;
-      alt.name = entry.first.as<std::string>();
-      alt.pos = pos(entry.first);
-      const YAML::Node& options = entry.second;
-      if (!options.IsSequence() || options.size() < 2) {
-        problem(pos(options), fmt::format("alternative '{}' needs a list of at least two options, each a list of tensors", alt.name));
-        continue;
-      }
-      const auto index = static_cast<int>(spec_.alternatives.size());
-      std::optional<bool> section;
-      for (const YAML::Node& option : options) {
-        if (!option.IsSequence() || option.size() == 0) {
-          problem(pos(option), fmt::format("each option of '{}' is a non-empty list of tensor names", alt.name));
-          continue;
-        }
-        std::vector<size_t> members;
-        for (const YAML::Node& member : option) {
-          // An alternative's tensors live in one section: the first member decides which.
-          const std::optional<size_t> found = tensor_ref(member, section, "alternative");
-          if (!found) continue;
-          TensorDecl& t = spec_.tensors[*found];
-          section = t.per_layer;
-          if (t.alternative >= 0) {
-            problem(pos(member), fmt::format("tensor '{}' is already in alternative '{}'", t.name(),
-                                             spec_.alternatives[static_cast<size_t>(t.alternative)].name));
-            continue;
-          }
-          t.alternative = index;
-          t.option = static_cast<int>(alt.options.size());
-          members.push_back(*found);
-        }
-        alt.options.push_back(std::move(members));
-      }
-      spec_.alternatives.push_back(std::move(alt));
-    }
+    problem(pos(node),
+            "'alternatives' was removed (no spec used it): give each form a `when:` condition on the key that decides it "
+            "(docs/spec-format.md, \"Tensors\")");
   }
 
   void parse_fusable(const YAML::Node& node) {

@@ -80,19 +80,11 @@ struct TensorDecl {
   bool optional = false;
   std::optional<Expr> when;
   std::optional<std::string> tied_to;
-  int alternative = -1;  // index into Spec::alternatives, or -1
-  int option = -1;       // which option of that alternative
   SourcePos pos;
 
   std::string name() const { return base + "." + suffix; }
   // The GGUF tensor name in `layer` (ignored for global tensors).
   std::string gguf_name(int64_t layer) const;
-};
-
-struct Alternative {
-  std::string name;
-  std::vector<std::vector<size_t>> options;  // indices into Spec::tensors
-  SourcePos pos;
 };
 
 struct FusableGroup {
@@ -122,7 +114,6 @@ class Spec {
   // from a file; present, they are checked like any layer. Uses `layer`.
   std::optional<Expr> optional_layers;
   std::vector<TensorDecl> tensors;  // global and per-layer, in file order
-  std::vector<Alternative> alternatives;
   std::vector<FusableGroup> fusable;
   std::vector<Check> checks;
   std::vector<FusedForm> fused_forms;  // derive_fused_forms(*this), after parsing

@@ -174,10 +174,9 @@ class Validator {
     }
     for (size_t i = 0; i < spec_.tensors.size(); ++i) {
       const spec::TensorDecl& decl = spec_.tensors[i];
-      if (decl.per_layer != per_layer || handled[i] || decl.alternative >= 0) continue;
+      if (decl.per_layer != per_layer || handled[i]) continue;
       check_decl(decl, layer, missing_hint(i, layer.value_or(0)));
     }
-    for (size_t a = 0; a < spec_.alternatives.size(); ++a) check_alternative(spec_.alternatives[a], per_layer, layer);
   }
 
   // " (or its fused form ...)" for parts of a fusable group, so a reader knows both options.
@@ -273,75 +272,6 @@ class Validator {
         }
       }
       if (!tensor.optional) add("missing_tensor", name, fmt::format("required with the fused '{}'", fused_name), "present", "absent");
-    }
-  }
-
-  void check_alternative(const spec::Alternative& alt, bool per_layer, std::optional<int64_t> layer) {
-    if (alt.options.empty() || alt.options.front().empty() || spec_.tensors[alt.options.front().front()].per_layer != per_layer) return;
-    const int64_t where = layer.value_or(0);
-    struct OptionState {
-      std::vector<const spec::TensorDecl*> applicable, present, missing;
-    };
-    std::vector<OptionState> states;
-    for (const std::vector<size_t>& option : alt.options) {
-      OptionState state;
-      for (size_t index : option) {
-        const spec::TensorDecl& decl = spec_.tensors[index];
-        const std::optional<bool> present_here = condition(decl.when, layer);
-        if (!present_here) return;  // unevaluable: reported through its hyperparameter
-        if (!*present_here) {
-          check_decl(decl, layer);  // reports it if present where it must not be
-          continue;
-        }
-        state.applicable.push_back(&decl);
-        const gguf::TensorInfo* t = find(decl.gguf_name(where));
-        if (t != nullptr) {
-          state.present.push_back(&decl);
-          check_tensor(*t, decl.shape, decl.types, layer);
-        } else if (!decl.optional) {
-          state.missing.push_back(&decl);
-        }
-      }
-      states.push_back(std::move(state));
-    }
-    auto names = [&](const std::vector<const spec::TensorDecl*>& decls) {
-      std::vector<std::string> out;
-      for (const spec::TensorDecl* d : decls) out.push_back(d->gguf_name(where));
-      return fmt::format("{}", fmt::join(out, " + "));
-    };
-    std::vector<size_t> complete;
-    std::vector<size_t> started;
-    for (size_t o = 0; o < states.size(); ++o) {
-      if (states[o].applicable.empty()) continue;
-      if (!states[o].present.empty()) started.push_back(o);
-      if (states[o].missing.empty() && !states[o].present.empty()) complete.push_back(o);
-    }
-    if (started.empty()) {
-      std::vector<std::string> options;
-      for (const OptionState& s : states) {
-        if (!s.applicable.empty()) options.push_back(names(s.applicable));
-      }
-      if (options.empty()) return;
-      add("missing_tensor", names(states[0].applicable), fmt::format("{} needs one of: {}", spec_.arch, fmt::join(options, " | ")),
-          "one form", "none");
-      return;
-    }
-    if (complete.size() > 1 || started.size() > 1) {
-      // The first listed form that is complete (or started) is taken as intended.
-      const size_t keep = complete.empty() ? started.front() : complete.front();
-      for (size_t o : started) {
-        if (o == keep) continue;
-        for (const spec::TensorDecl* extra : states[o].present) {
-          add("unexpected_tensor", extra->gguf_name(where),
-              fmt::format("alternative '{}' allows one form, and {} is present", alt.name, names(states[keep].present)), "absent",
-              "present");
-        }
-      }
-      return;
-    }
-    for (const spec::TensorDecl* missing : states[started.front()].missing) {
-      add("missing_tensor", missing->gguf_name(where),
-          fmt::format("required with {} (alternative '{}')", names(states[started.front()].present), alt.name), "present", "absent");
     }
   }
 

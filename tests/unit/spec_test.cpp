@@ -141,6 +141,11 @@ TEST(Spec, RejectsStructuralMistakes) {
   EXPECT_THAT(problems_of("a: [1, 2"), Contains(HasSubstr("bad.yaml:")));
 }
 
+TEST(Spec, AlternativesAreRefusedWithAdvice) {
+  EXPECT_THAT(problems_of(with(kMinimal, "fusable:", "alternatives:\n  qk: [[attn_q], [attn_k]]\nfusable:")),
+              Contains(AllOf(HasSubstr("bad.yaml:"), HasSubstr("'alternatives' was removed"), HasSubstr("`when:` condition"))));
+}
+
 TEST(Spec, AGroupMayHaveAnOptionalPart) {
   const Spec spec =
       parse_spec(with(kMinimal, "  attn_k:      [n_embd, n_q]", "  attn_k:      { shape: [n_embd, n_q], optional: true }"), "mini.yaml");

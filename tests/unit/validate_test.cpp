@@ -24,6 +24,7 @@ hparams:
   n_head:  { key: "{arch}.attention.head_count", per_layer: true, in_shapes: each_layer }
   n_dense: { key: "{arch}.leading_dense_block_count", default: 0 }
   eps:     { key: "{arch}.eps", type: f32 }
+  mla:     { key: "{arch}.mla", default: 1 }
 layers: n_layer
 tensors:
   token_embd: [n_embd, 10]
@@ -31,14 +32,12 @@ tensors:
 layer:
   attn_q:    [n_embd, n_head * 32]
   attn_k:    [n_embd, n_head * 32]
-  kv:        { shape: [n_embd, 64] }
-  k_b:       { shape: [n_embd, 32] }
-  v_b:       { shape: [n_embd, 32] }
+  kv:        { shape: [n_embd, 64], when: "!mla" }
+  k_b:       { shape: [n_embd, 32], when: mla }
+  v_b:       { shape: [n_embd, 32], when: mla }
   ffn:       { shape: [n_embd, 64], when: layer < n_dense, types: [F32] }
   exps_gate: { shape: [n_embd, 16, 4], when: layer >= n_dense }
   exps_up:   { shape: [n_embd, 16, 4], when: layer >= n_dense }
-alternatives:
-  kv_form: [[kv], [k_b, v_b]]
 fusable:
   attn_qk:  { parts: [attn_q, attn_k], axis: 1 }
   exps_gate_up: { parts: [exps_gate, exps_up], axis: 1 }
@@ -156,18 +155,24 @@ TEST_F(ValidateTest, FusedLayersValidateAndMixingIsReported) {
   EXPECT_THAT(codes(run(doubled)), ElementsAre("fused_and_unfused blk.1.attn_qk.weight"));
 }
 
-TEST_F(ValidateTest, ConditionsByLayerAndAlternatives) {
+TEST_F(ValidateTest, ConditionsByLayerAndByKey) {
   Tensors tensors = base_tensors();
   tensors.push_back({"blk.1.ffn.weight", {32, 64}});  // dense tensor in a MoE layer
   tensors = without(tensors, "blk.0.v_b.weight");     // half of the split form
-  tensors.push_back({"blk.1.kv.weight", {32, 64}});   // both forms in layer 1: the first listed wins
+  tensors.push_back({"blk.1.kv.weight", {32, 64}});   // the legacy form in a file whose key says split
   EXPECT_THAT(codes(run(tensors)), UnorderedElementsAre("unexpected_tensor blk.1.ffn.weight", "missing_tensor blk.0.v_b.weight",
-                                                        "unexpected_tensor blk.1.k_b.weight", "unexpected_tensor blk.1.v_b.weight"));
-  Tensors legacy = without(without(base_tensors(), "blk.0.k_b.weight"), "blk.0.v_b.weight");
+                                                        "unexpected_tensor blk.1.kv.weight"));
+  // The key decides the form, as llama.cpp's loaders decide it (deepseek2's kv_b).
+  const Metadata legacy_key = [](gguf::Writer& w) {
+    base_metadata(w);
+    w.add("unit.mla", uint32_t{0});
+  };
+  Tensors legacy =
+      without(without(without(without(base_tensors(), "blk.0.k_b.weight"), "blk.0.v_b.weight"), "blk.1.k_b.weight"), "blk.1.v_b.weight");
   legacy.push_back({"blk.0.kv.weight", {32, 64}});
-  EXPECT_THAT(codes(run(legacy)), ElementsAre());
-  Tensors neither = without(without(base_tensors(), "blk.0.k_b.weight"), "blk.0.v_b.weight");
-  EXPECT_THAT(codes(run(neither)), ElementsAre("missing_tensor blk.0.kv.weight"));
+  legacy.push_back({"blk.1.kv.weight", {32, 64}});
+  EXPECT_THAT(codes(run(legacy, legacy_key)), ElementsAre());
+  EXPECT_THAT(codes(run(without(legacy, "blk.0.kv.weight"), legacy_key)), ElementsAre("missing_tensor blk.0.kv.weight"));
 }
 
 TEST_F(ValidateTest, HyperparameterProblemsAreReportedOnceNotPerTensor) {
@@ -235,7 +240,7 @@ TEST_F(ValidateTest, OptionalLayersMayBeLeftOutWholeButNotInPart) {
   for (auto& t : base_tensors()) {
     if (t.first.rfind("blk.0.", 0) != 0) no_first.push_back(t);
   }
-  EXPECT_EQ(codes(run(no_first)).size(), 4u);  // attn_q, attn_k, the kv alternative, ffn
+  EXPECT_EQ(codes(run(no_first)).size(), 5u);  // attn_q, attn_k, k_b, v_b, ffn
 }
 
 TEST_F(ValidateTest, AHugeLayerCountStopsAtTheFindingLimit) {
