@@ -15,7 +15,7 @@ std::string GroupReport::state() const {
   if (!both.empty()) return "both";
   if (!fused.empty() && !unfused.empty()) return "mixed";
   if (!fused.empty()) return "fused";
-  if (!unfused.empty() || !unfusable.empty()) return "unfused";
+  if (!unfused.empty()) return "unfused";
   return "absent";
 }
 

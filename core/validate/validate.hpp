@@ -25,7 +25,8 @@ struct GroupReport {
   std::vector<int64_t> fused;    // layers (or {0} for a global group) holding the fused form
   std::vector<int64_t> unfused;  // layers holding the parts
   std::vector<int64_t> both;     // layers holding both forms
-  // Layers holding the parts without an optional part: not fusable, and no partial fusion.
+  // Layers holding the parts without an optional part: not fusable, no partial fusion, and
+  // counted in no state.
   std::vector<int64_t> unfusable;
   // "fused", "unfused", "mixed" (some layers each way), "both" (some layer has both), "absent".
   std::string state() const;
