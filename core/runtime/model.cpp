@@ -303,12 +303,12 @@ std::optional<double> Model::hparam_float(std::string_view name, int32_t layer) 
 
 std::optional<std::string> Model::hparam_string(std::string_view name) const {
   const auto index = spec_->hparam_index(name);
-  if (!index || !spec_->hparams[*index].key) return std::nullopt;
-  const spec::Hparam& h = spec_->hparams[*index];
-  const auto value = reader_->find(*h.key);
-  if (!value) return h.default_text;
-  if (value->type() != gguf::ValueType::kString) return std::nullopt;
-  return std::string(value->as_string());
+  if (!index) return std::nullopt;
+  try {
+    return std::string(hparams_->text(*index));
+  } catch (const hparams::Unavailable&) {
+    return std::nullopt;
+  }
 }
 
 const TensorView* Model::find(std::string_view logical_name) const {
