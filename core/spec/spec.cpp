@@ -485,13 +485,10 @@ class SpecParser {
       Hparam h;
       h.name = name;
       h.pos = pos(entry.first);
-      // The stored type, early too: expressions anywhere check their string comparisons with it
-      // (an unknown type is reported in the second pass).
-      if (entry.second.IsMap() && entry.second["type"] && entry.second["type"].IsScalar()) {
-        const std::string type = entry.second["type"].Scalar();
-        for (const TypeName& t : kHparamTypes) {
-          if (t.name == type) h.type = t.type;
-        }
+      // The stored type is read here, in the names pass: expressions anywhere check their
+      // string comparisons with it.
+      if (entry.second.IsMap()) {
+        if (const YAML::Node type = entry.second["type"]) parse_hparam_type(h, type);
       }
       spec_.hparams.push_back(std::move(h));
     }
@@ -504,6 +501,18 @@ class SpecParser {
       if (!found || *found != index) continue;  // reported above
       ++index;
       parse_hparam(spec_.hparams[*found], entry.second);
+    }
+  }
+
+  void parse_hparam_type(Hparam& h, const YAML::Node& type) {
+    const auto text = scalar(type, "type");
+    if (!text) return;
+    const auto it = std::find_if(std::begin(kHparamTypes), std::end(kHparamTypes), [&](const TypeName& t) { return t.name == *text; });
+    if (it == std::end(kHparamTypes)) {
+      problem(pos(type),
+              fmt::format("unknown type '{}'; expected one of u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, string", *text));
+    } else {
+      h.type = it->type;
     }
   }
 
@@ -529,17 +538,6 @@ class SpecParser {
           problem(pos(key), fmt::format("the key is longer than {} bytes once {{arch}} is substituted", kMaxKeyLength));
         }
         h.key = resolved;
-      }
-    }
-    if (const YAML::Node type = node["type"]) {
-      if (auto text = scalar(type, "type")) {
-        const auto it = std::find_if(std::begin(kHparamTypes), std::end(kHparamTypes), [&](const TypeName& t) { return t.name == *text; });
-        if (it == std::end(kHparamTypes)) {
-          problem(pos(type),
-                  fmt::format("unknown type '{}'; expected one of u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, string", *text));
-        } else {
-          h.type = it->type;
-        }
       }
     }
     if (const YAML::Node count = node["count"]) h.count = boolean(count, "count").value_or(false);
