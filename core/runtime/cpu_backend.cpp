@@ -46,17 +46,20 @@ int64_t row_chunk(int64_t rows, int nth) {
   return std::max<int64_t>(1, rows / (static_cast<int64_t>(nth) * 16));
 }
 
-// y[i * y_stride] = dot(weight row, activation row i) for i < count, where activation row i is
-// xq + column(i) * xq_row: the multi-column kernels decode the weight row once per kMaxCols.
+// y[i * y_stride] = dot(weight row, activation row i) (+ *bias) for i < count, where activation
+// row i is xq + column(i) * xq_row: the multi-column kernels decode the weight row once per kMaxCols.
 template <typename Column>
 void dot_columns(int32_t type, int64_t k, const std::byte* wr, const std::byte* xq, int64_t xq_row, int64_t count, Column&& column,
-                 float* y, int64_t y_stride) {
+                 float* y, int64_t y_stride, const float* bias = nullptr) {
   const void* rows[kTokenTile];
   float dots[kTokenTile];
   for (int64_t c0 = 0; c0 < count; c0 += kTokenTile) {
     const int64_t nc = std::min(kTokenTile, count - c0);
     for (int64_t i = 0; i < nc; ++i) rows[i] = xq + column(c0 + i) * xq_row;
     kc::vec_dot_cols(type, k, wr, rows, nc, dots);
+    if (bias != nullptr) {
+      for (int64_t i = 0; i < nc; ++i) dots[i] += *bias;
+    }
     for (int64_t i = 0; i < nc; ++i) y[(c0 + i) * y_stride] = dots[i];
   }
 }
@@ -363,16 +366,21 @@ class CpuBackend final : public Backend {
       }
       return;
     }
-    const int64_t cols = x.rows();
-    // Rows in chunks taken as they come; within a chunk, columns in tiles, so the chunk's weight
-    // rows stay in cache for every tile.
-    pool_.for_chunks(rows_out, row_chunk(rows_out, nth), [&](int64_t r0, int64_t r1) {
+    tiled_rows(rows_out, x.rows(), nth, [&](int64_t r, int64_t c0, int64_t count) {
+      dot_columns(
+          w.type, k, row_of(w, r), xq, xq_row, count, [&](int64_t i) { return c0 + i; }, out + c0 * rows_out + r, rows_out);
+    });
+  }
+
+  // row_tile(r, c0, count) for every row r < rows and tile of columns [c0, c0 + count) of a
+  // product: rows in chunks taken as threads come; within a chunk, columns in tiles of
+  // kTokenTile, so the chunk's weight rows stay in cache for every tile.
+  template <typename RowTile>
+  void tiled_rows(int64_t rows, int64_t cols, int nth, RowTile&& row_tile) {
+    pool_.for_chunks(rows, row_chunk(rows, nth), [&](int64_t r0, int64_t r1) {
       for (int64_t c0 = 0; c0 < cols; c0 += kTokenTile) {
         const int64_t count = std::min(kTokenTile, cols - c0);
-        for (int64_t r = r0; r < r1; ++r) {
-          dot_columns(
-              w.type, k, row_of(w, r), xq, xq_row, count, [&](int64_t i) { return c0 + i; }, out + c0 * rows_out + r, rows_out);
-        }
+        for (int64_t r = r0; r < r1; ++r) row_tile(r, c0, count);
       }
     });
   }
@@ -616,30 +624,17 @@ class CpuBackend final : public Backend {
     quantize_rows(x.up->type, in, x.n_embd, tokens, scratch() + l.xq_up, ith, nth);
     if (l.xq_gate != l.xq_up) quantize_rows(x.gate->type, in, x.n_embd, tokens, scratch() + l.xq_gate, ith, nth);
     pool_.barrier();
-    pool_.for_chunks(l.h_row, row_chunk(l.h_row, nth), [&](int64_t r0, int64_t r1) {
-      for (int64_t c0 = 0; c0 < tokens; c0 += kTokenTile) {
-        const int64_t count = std::min(kTokenTile, tokens - c0);
-        for (int64_t r = r0; r < r1; ++r) gate_up_row(x, l, 0, r, c0, nullptr, count);
-      }
-    });
+    tiled_rows(l.h_row, tokens, nth, [&](int64_t r, int64_t c0, int64_t count) { gate_up_row(x, l, 0, r, c0, nullptr, count); });
     pool_.barrier();
     const auto [t0, t1] = share(tokens, ith, nth);
     for (int64_t t = t0; t < t1; ++t) glu_slot(n, x, l, 0, t);
     pool_.barrier();
     float* out = data(&n);
     const std::byte* gq = scratch() + l.gq;
-    pool_.for_chunks(x.n_embd, row_chunk(x.n_embd, nth), [&](int64_t d0, int64_t d1) {
-      for (int64_t c0 = 0; c0 < tokens; c0 += kTokenTile) {
-        const int64_t count = std::min(kTokenTile, tokens - c0);
-        for (int64_t r = d0; r < d1; ++r) {
-          float* o = out + c0 * x.n_embd + r;
-          dot_columns(
-              x.down->type, x.n_ff, row_of(*x.down, r), gq, l.gq_row, count, [&](int64_t i) { return c0 + i; }, o, x.n_embd);
-          if (x.down_bias != nullptr) {
-            for (int64_t i = 0; i < count; ++i) o[i * x.n_embd] += x.down_bias[r];
-          }
-        }
-      }
+    tiled_rows(x.n_embd, tokens, nth, [&](int64_t r, int64_t c0, int64_t count) {
+      dot_columns(
+          x.down->type, x.n_ff, row_of(*x.down, r), gq, l.gq_row, count, [&](int64_t i) { return c0 + i; }, out + c0 * x.n_embd + r,
+          x.n_embd, x.down_bias != nullptr ? x.down_bias + r : nullptr);
     });
   }
 
@@ -786,13 +781,10 @@ class CpuBackend final : public Backend {
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t e = active[i / x.n_embd];
           const int64_t row = i % x.n_embd;
-          float* o = y + static_cast<int64_t>(offsets[e]) * x.n_embd + row;
           dot_columns(
-              x.down->type, x.n_ff, row_of(*x.down, row, e), gq, l.gq_row, counts[e], [&](int64_t s) { return offsets[e] + s; }, o,
-              x.n_embd);
-          if (x.down_bias != nullptr) {
-            for (int64_t s = 0; s < counts[e]; ++s) o[s * x.n_embd] += x.down_bias[e * x.n_embd + row];
-          }
+              x.down->type, x.n_ff, row_of(*x.down, row, e), gq, l.gq_row, counts[e], [&](int64_t s) { return offsets[e] + s; },
+              y + static_cast<int64_t>(offsets[e]) * x.n_embd + row, x.n_embd,
+              x.down_bias != nullptr ? x.down_bias + e * x.n_embd + row : nullptr);
         }
       });
     }
