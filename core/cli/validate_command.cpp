@@ -90,6 +90,7 @@ void print_json(const validate::Report& report) {
   json per_layer = json::object();
   for (const auto& [name, values] : report.per_layer) per_layer[for_json(name)] = values;
   doc["per_layer"] = std::move(per_layer);
+  doc["absent_layers"] = report.absent_layers;
   fmt::print("{}\n", doc.dump(2, ' ', false, json::error_handler_t::replace));
 }
 
@@ -106,6 +107,18 @@ void print_error_json(const std::string& file, std::string_view code, std::strin
   fmt::print("{}\n", doc.dump(2, ' ', false, json::error_handler_t::replace));
 }
 
+// "0-45, 47" for sorted layer numbers.
+std::string layer_ranges(const std::vector<int64_t>& layers) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < layers.size();) {
+    size_t j = i;
+    while (j + 1 < layers.size() && layers[j + 1] == layers[j] + 1) ++j;
+    parts.push_back(j == i ? fmt::format("{}", layers[i]) : fmt::format("{}-{}", layers[i], layers[j]));
+    i = j + 1;
+  }
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
 void print_text(const validate::Report& report) {
   std::string out = fmt::format(
       "{}: {}{}\n", for_terminal(report.file), report.arch ? for_terminal(*report.arch) + ", " : "",
@@ -114,6 +127,9 @@ void print_text(const validate::Report& report) {
     std::vector<std::string> groups;
     for (const validate::GroupReport& g : report.groups) groups.push_back(fmt::format("{} {}", for_terminal(g.name), g.state()));
     out += fmt::format("  fusable groups: {}\n", fmt::join(groups, ", "));
+  }
+  if (!report.absent_layers.empty()) {
+    out += fmt::format("  layers left out:   {} (the spec's optional_layers)\n", layer_ranges(report.absent_layers));
   }
   for (const report::Finding& f : report.findings) {
     out += fmt::format("  {:<18} {}: {}", for_terminal(f.code), for_terminal(f.subject), for_terminal(f.message));

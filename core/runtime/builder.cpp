@@ -92,6 +92,11 @@ int hparam_string(archreg_graph* g, const char* name, const char** value) {
 
 const archreg_tensor* weight(archreg_graph* g, const char* name, int32_t layer) {
   if (name == nullptr || failed(g)) return nullptr;
+  if (g->model->layer_absent(layer)) {
+    return fail(g, fmt::format("the forward pass needs layer {} ({}), which this file leaves out (a file holding only some layers, as "
+                               "the spec's optional_layers allow, cannot run without it)",
+                               layer, name));
+  }
   const TensorView* view = g->model->weight(name, layer);
   if (view == nullptr) return nullptr;
   if (const auto it = g->weights.find(view); it != g->weights.end()) return it->second;

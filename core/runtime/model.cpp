@@ -165,6 +165,7 @@ Model Model::open(const std::filesystem::path& file, registry::Registry& registr
   model.hparams_ = std::make_unique<hparams::Hparams>(hparams::Hparams::bind(*model.spec_, reader, ignored));
   const hparams::Hparams& hparams = *model.hparams_;
   model.n_layers_ = static_cast<int32_t>(hparams.layers().value_or(0));
+  model.absent_layers_ = validate::absent_layers(reader, *model.spec_, hparams, model.n_layers_);
   model.tensors_ = Binder(reader, *model.spec_, hparams, model.storages_).bind();
   if (options.fuse_at_load) model.fuse_in_memory();
   model.index_tensors();

@@ -84,6 +84,11 @@ class Model {
   // nullptr when absent.
   const TensorView* weight(std::string_view name, int32_t layer) const;
   int32_t n_layers() const { return n_layers_; }
+  // Whether the file leaves this layer out (a range the spec's optional_layers allow to be
+  // absent, e.g. the decoder layers of an MTP-only file).
+  bool layer_absent(int32_t layer) const {
+    return layer >= 0 && static_cast<size_t>(layer) < absent_layers_.size() && absent_layers_[static_cast<size_t>(layer)];
+  }
   const std::string& arch() const { return arch_; }
 
   // Hyperparameters of the spec for this file. `layer` < 0: the global value.
@@ -108,6 +113,7 @@ class Model {
   std::unique_ptr<hparams::Hparams> hparams_;
   std::string arch_;
   int32_t n_layers_ = 0;
+  std::vector<bool> absent_layers_;
   std::vector<std::unique_ptr<std::byte[]>> fused_storage_;
   uint64_t fused_bytes_ = 0;
 };

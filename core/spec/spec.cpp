@@ -176,9 +176,18 @@ class SpecParser {
     } else {
       problem(pos(root), "missing 'layers' (the expression giving the number of blk.N layers)");
     }
-    if (root["optional_layers"]) {
+    if (const YAML::Node ranges = root["optional_layers"]) {
       const FromFile in(*this, origin("", "optional_layers"));
-      spec_.optional_layers = expression(root["optional_layers"], true, "optional_layers");
+      if (ranges.IsSequence()) {
+        if (ranges.size() == 0) problem(pos(ranges), "optional_layers: an empty list (leave the key out instead)");
+        if (!over_limit(ranges.size(), kMaxOptionalLayerRanges, ranges, "optional layer ranges")) {
+          for (const YAML::Node& range : ranges) {
+            if (auto expr = expression(range, true, "optional_layers")) spec_.optional_layers.push_back(std::move(*expr));
+          }
+        }
+      } else if (auto expr = expression(ranges, true, "optional_layers")) {
+        spec_.optional_layers.push_back(std::move(*expr));
+      }
     }
     parse_tensors(root["tensors"], false);
     parse_tensors(root["layer"], true);

@@ -31,6 +31,7 @@ inline constexpr size_t kMaxTensors = 4096;  // 'tensors' and 'layer' together
 inline constexpr size_t kMaxFusableGroups = 64;
 inline constexpr size_t kMaxGroupParts = 16;
 inline constexpr size_t kMaxChecks = 256;
+inline constexpr size_t kMaxOptionalLayerRanges = 16;
 inline constexpr size_t kMaxArchLength = 256;  // the arch name, substituted for {arch} in keys
 inline constexpr size_t kMaxKeyLength = 4096;  // a GGUF key, after substitution
 // A hyperparameter's default or value may read one that reads another ...: at most this deep.
@@ -110,9 +111,11 @@ class Spec {
   std::string file;
   std::vector<Hparam> hparams;
   std::optional<Expr> layers;
-  // Layers that may be absent as a whole (no blk.N. tensor at all), e.g. NextN layers stripped
-  // from a file; present, they are checked like any layer. Uses `layer`.
-  std::optional<Expr> optional_layers;
+  // Ranges of layers a file may leave out, each as a whole (no blk.N. tensor for any layer of
+  // the range): a range is the layers where its expression (over `layer`) is non-zero, e.g. the
+  // NextN blocks of a trunk-only file or the decoder layers of an MTP-only one. A range the file
+  // has any layer of is checked in full; a file must hold some layer.
+  std::vector<Expr> optional_layers;
   std::vector<TensorDecl> tensors;  // global and per-layer, in file order
   std::vector<FusableGroup> fusable;
   std::vector<Check> checks;

@@ -45,6 +45,35 @@ std::optional<int64_t> layer_of(std::string_view name) {
   return layer;
 }
 
+}  // namespace
+
+std::vector<bool> absent_layers(const gguf::Reader& reader, const spec::Spec& spec, const hparams::Hparams& hparams, int64_t layers) {
+  std::vector<bool> absent(static_cast<size_t>(std::max<int64_t>(layers, 0)), false);
+  if (spec.optional_layers.empty() || layers <= 0) return absent;
+  std::vector<bool> present(absent.size(), false);
+  for (const gguf::TensorInfo& t : reader.tensors()) {
+    const auto layer = layer_of(t.name);
+    if (layer && *layer >= 0 && *layer < layers) present[static_cast<size_t>(*layer)] = true;
+  }
+  for (const spec::Expr& range : spec.optional_layers) {
+    std::vector<size_t> in_range;
+    try {
+      for (int64_t layer = 0; layer < layers; ++layer) {
+        if (hparams.eval(range, layer) != 0) in_range.push_back(static_cast<size_t>(layer));
+      }
+    } catch (const spec::EvalError&) {
+      continue;
+    }
+    if (std::none_of(in_range.begin(), in_range.end(), [&](size_t l) { return present[l]; })) {
+      for (size_t l : in_range) absent[l] = true;
+    }
+  }
+  if (std::all_of(absent.begin(), absent.end(), [](bool a) { return a; })) absent.assign(absent.size(), false);
+  return absent;
+}
+
+namespace {
+
 class Validator {
  public:
   Validator(const gguf::Reader& reader, const spec::Spec& spec, const PluginHooks* plugin)
@@ -64,14 +93,16 @@ class Validator {
 
     check_context(std::nullopt);
     if (const auto layers = hparams_->layers()) {
-      const std::vector<bool> present = layers_present(*layers);
+      const std::vector<bool> absent = absent_layers(reader_, spec_, bound, *layers);
       for (int64_t layer = 0; layer < *layers; ++layer) {
         if (report_.findings.size() >= kMaxFindings) {
           stopped_ = fmt::format("validation stopped at layer {} of {}", layer, *layers);
           break;
         }
-        const bool may_be_absent = spec_.optional_layers && condition(spec_.optional_layers, layer).value_or(false);
-        if (may_be_absent && !present[static_cast<size_t>(layer)]) continue;  // the whole layer is left out
+        if (absent[static_cast<size_t>(layer)]) {
+          report_.absent_layers.push_back(layer);
+          continue;
+        }
         check_context(layer);
       }
     } else {
@@ -120,15 +151,6 @@ class Validator {
   }
 
   // Which layers have at least one tensor in the file.
-  std::vector<bool> layers_present(int64_t layers) const {
-    std::vector<bool> present(static_cast<size_t>(layers), false);
-    for (const gguf::TensorInfo& t : reader_.tensors()) {
-      const auto layer = layer_of(t.name);
-      if (layer && *layer >= 0 && *layer < layers) present[static_cast<size_t>(*layer)] = true;
-    }
-    return present;
-  }
-
   // Evaluates a presence condition; nullopt when it cannot be evaluated (reported elsewhere).
   std::optional<bool> condition(const std::optional<spec::Expr>& when, std::optional<int64_t> layer) {
     if (!when) return true;

@@ -40,6 +40,8 @@ struct Report {
   std::vector<std::pair<std::string, int64_t>> hparams;  // evaluated global integer values
   // Hyperparameters stored with one value per layer (llama.cpp's get_key_or_arr arrays).
   std::vector<std::pair<std::string, std::vector<int64_t>>> per_layer;
+  // Layers the file leaves out as the spec's optional_layers allow (a trunk-only or MTP-only file).
+  std::vector<int64_t> absent_layers;
 
   bool valid() const { return findings.empty(); }
 };
@@ -57,6 +59,12 @@ struct PluginHooks {
   // The plugin's own checks; findings are appended.
   std::function<void(const gguf::Reader&, const spec::Spec&, const hparams::Hparams&, std::vector<report::Finding>&)> check;
 };
+
+// Which of the file's `layers` layers it leaves out: the layers of each of the spec's
+// optional_layers ranges of which the file holds no blk.N. tensor at all. A file holding none
+// of its layers leaves out none (its layers are then reported missing). A range whose
+// expression cannot be evaluated is not left out (the hyperparameter behind it is reported).
+std::vector<bool> absent_layers(const gguf::Reader& reader, const spec::Spec& spec, const hparams::Hparams& hparams, int64_t layers);
 
 // Validates `reader` against `spec` (whose arch must equal general.architecture). With the
 // arch's plugin, also reports fused groups the plugin cannot run (`unsupported_fusion`) and

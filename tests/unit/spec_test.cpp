@@ -141,6 +141,18 @@ TEST(Spec, RejectsStructuralMistakes) {
   EXPECT_THAT(problems_of("a: [1, 2"), Contains(HasSubstr("bad.yaml:")));
 }
 
+TEST(Spec, OptionalLayersAreOneRangeOrAListOfRanges) {
+  EXPECT_EQ(
+      parse_spec(with(kMinimal, "layers: n_layer", "layers: n_layer\noptional_layers: layer > 0"), "mini.yaml").optional_layers.size(), 1u);
+  EXPECT_EQ(parse_spec(with(kMinimal, "layers: n_layer", "layers: n_layer\noptional_layers: [layer > 0, layer < 1]"), "mini.yaml")
+                .optional_layers.size(),
+            2u);
+  EXPECT_THAT(problems_of(with(kMinimal, "layers: n_layer", "layers: n_layer\noptional_layers: []")),
+              ElementsAre(HasSubstr("bad.yaml:10:18: optional_layers: an empty list")));
+  EXPECT_THAT(problems_of(with(kMinimal, "layers: n_layer", "layers: n_layer\noptional_layers: [layer > 0, layer < n_x]")),
+              ElementsAre(AllOf(HasSubstr("bad.yaml:10:38:"), HasSubstr("unknown name 'n_x'"))));
+}
+
 TEST(Spec, AlternativesAreRefusedWithAdvice) {
   EXPECT_THAT(problems_of(with(kMinimal, "fusable:", "alternatives:\n  qk: [[attn_q], [attn_k]]\nfusable:")),
               Contains(AllOf(HasSubstr("bad.yaml:"), HasSubstr("'alternatives' was removed"), HasSubstr("`when:` condition"))));

@@ -243,6 +243,33 @@ TEST_F(ValidateTest, OptionalLayersMayBeLeftOutWholeButNotInPart) {
   EXPECT_EQ(codes(run(no_first)).size(), 5u);  // attn_q, attn_k, k_b, v_b, ffn
 }
 
+TEST_F(ValidateTest, EachOptionalLayerRangeMayBeLeftOutButNotEveryLayer) {
+  std::string text = kSpec;
+  // a trunk-only file leaves out the last layer, an MTP-only one the first
+  text.replace(text.find("layers: n_layer\n"), 16, "layers: n_layer\noptional_layers: [layer >= 1, layer < 1]\n");
+  spec_ = spec::parse_spec(text, "unit.yaml");
+  const auto only = [](std::string_view prefix) {
+    Tensors kept;
+    for (auto& t : base_tensors()) {
+      if (t.first.rfind("blk.", 0) != 0 || t.first.rfind(prefix, 0) == 0) kept.push_back(t);
+    }
+    return kept;
+  };
+  const Report trunk = run(only("blk.0."));
+  EXPECT_THAT(codes(trunk), ElementsAre());
+  EXPECT_THAT(trunk.absent_layers, ElementsAre(1));
+  const Report mtp = run(only("blk.1."));
+  EXPECT_THAT(codes(mtp), ElementsAre());
+  EXPECT_THAT(mtp.absent_layers, ElementsAre(0));
+  // A range the file has any tensor of is checked in full.
+  EXPECT_THAT(codes(run(without(base_tensors(), "blk.0.attn_q.weight"))), ElementsAre("missing_tensor blk.0.attn_q.weight"));
+  // A file with no layer at all leaves out none: every layer's tensors are missing.
+  const Report none = run(only("blk.none."));
+  EXPECT_EQ(codes(none).size(), 11u);  // 5 tensors of layer 0, 6 of layer 1
+  EXPECT_THAT(none.absent_layers, ElementsAre());
+  EXPECT_THAT(run(base_tensors()).absent_layers, ElementsAre());
+}
+
 TEST_F(ValidateTest, AHugeLayerCountStopsAtTheFindingLimit) {
   spec_ = spec::parse_spec(std::string(kSpec).replace(std::string(kSpec).find("max: 8"), 6, "max: 65536"), "unit.yaml");
   const Report report = run(base_tensors(), [](gguf::Writer& w) {
