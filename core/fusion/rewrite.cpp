@@ -139,8 +139,8 @@ class Planner {
         if (state.unfused.empty()) {
           throw RewriteError(!state.fused.empty() ? fmt::format("{} already stores '{}' fused", input_.path(), name)
                              : !state.unfusable.empty()
-                                 ? fmt::format("{} has no '{}' to fuse: no layer holds all of its parts (an "
-                                               "optional part is absent in layers {})",
+                                 ? fmt::format("{} has no '{}' to fuse: no layer holds all of its parts without a "
+                                               "sidecar (an optional part is absent, or a part carries a sidecar, in layers {})",
                                                input_.path(), name, fmt::join(state.unfusable, ","))
                                  : fmt::format("{} has no '{}' to fuse: none of its parts are present", input_.path(), name));
         }
@@ -167,11 +167,13 @@ class Planner {
 
   void plan_fuse(const FusedForm& form, std::optional<int64_t> layer) {
     const int64_t where = layer.value_or(0);
-    // A layer whose weights lack an optional part of the group cannot be fused: left as it is.
+    // A layer whose weights lack an optional part of the group, or whose parts carry a sidecar,
+    // cannot be fused: left as it is.
     const FusedTensor& weight = form.tensors.front();
     for (size_t p = 0; p < weight.parts.size(); ++p) {
       if (weight.part_optional[p] && stored(spec_.tensors[weight.parts[p]].gguf_name(where)) == nullptr) return;
     }
+    if (spec::part_has_sidecar(spec_, weight, where, [&](const std::string& name) { return stored(name) != nullptr; })) return;
     for (const FusedTensor& fused : form.tensors) {
       std::vector<const gguf::TensorInfo*> parts;
       std::vector<std::string> absent;

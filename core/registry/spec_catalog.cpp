@@ -54,7 +54,7 @@ const spec::Spec* SpecCatalog::load(const std::string& arch) {
   if (const auto it = loaded_.find(arch); it != loaded_.end()) return it->second.get();
   const auto file = find(arch);
   if (!file) return nullptr;
-  auto loaded = std::make_unique<spec::Spec>(spec::load_spec(*file));
+  auto loaded = std::make_unique<spec::Spec>(spec::load_spec(*file, dirs_));
   return loaded_.emplace(arch, std::move(loaded)).first->second.get();
 }
 

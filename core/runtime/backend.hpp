@@ -25,6 +25,9 @@ class Backend {
   virtual std::string name() const = 0;
   // nullopt when the node can run here, else why not ("Q2_K matmul").
   virtual std::optional<std::string> unsupported(const Node& node) const = 0;
+  // Places the model's storages, once, before any graph: where each lives and how it is paged,
+  // decided by its role (an embedding table, matrices, experts, small vectors).
+  virtual void place(std::span<const std::unique_ptr<Storage>> storages) = 0;
   // Prepares a graph (buffers, per-node scratch) before its first run.
   virtual void prepare(Graph& graph) = 0;
   // Allocates the KV cache: per layer, widths of K and V per position, for n_ctx positions.

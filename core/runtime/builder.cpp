@@ -93,12 +93,17 @@ int hparam_string(archreg_graph* g, const char* name, const char** value) {
 const archreg_tensor* weight(archreg_graph* g, const char* name, int32_t layer) {
   if (name == nullptr || failed(g)) return nullptr;
   if (g->model->layer_absent(layer)) {
-    return fail(g, fmt::format("the forward pass needs layer {} ({}), which this file leaves out (a file holding only some layers, as "
-                               "the spec's optional_layers allow, cannot run without it)",
+    return fail(g, fmt::format("it needs layer {} ({}), which the file leaves out (the spec's optional_layers allow a file without "
+                               "it, e.g. an MTP-only file, but this forward pass cannot run one)",
                                layer, name));
   }
   const TensorView* view = g->model->weight(name, layer);
   if (view == nullptr) return nullptr;
+  if (view->has_sidecar) {
+    return fail(g, fmt::format("'{}' carries a sidecar (a per-matrix scale, the spec's sidecars:), which this runtime does not "
+                               "apply: refusing rather than computing a different model",
+                               view->name));
+  }
   if (const auto it = g->weights.find(view); it != g->weights.end()) return it->second;
   Node* node = add_node(g, Op::kWeight,
                         {static_cast<int64_t>(view->ne[0]), static_cast<int64_t>(view->ne[1]), static_cast<int64_t>(view->ne[2]),

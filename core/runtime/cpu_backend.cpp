@@ -2,6 +2,8 @@
 // mapped file (no copy); activations live in one arena whose blocks are reused once their last
 // reader has run. Every node is split between all threads, which meet at a barrier after it.
 #include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -91,6 +93,26 @@ class CpuBackend final : public Backend {
   }
 
   uint64_t kv_bytes() const override { return kv_bytes_; }
+
+  // Storages stay where the file maps them; only the paging advice differs by role. An
+  // embedding table is read a few rows per token: no readahead. Matrices are read whole at
+  // every token: paged in now, in the background, rather than fault by fault during the first
+  // token. Experts are read where routed, and small vectors are copied to F32 by prepare: the
+  // kernel's default paging.
+  void place(std::span<const std::unique_ptr<Storage>> storages) override {
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    for (const auto& storage : storages) {
+      if (storage->kind != Storage::Kind::kMapped || storage->bytes == 0) continue;
+      int advice = 0;
+      if (storage->role == spec::Role::kEmbedding) advice = MADV_RANDOM;
+      if (storage->role == spec::Role::kMatrix) advice = MADV_WILLNEED;
+      if (advice == 0) continue;
+      const auto begin = reinterpret_cast<uintptr_t>(storage->host) & ~(page - 1);
+      const auto end = reinterpret_cast<uintptr_t>(storage->host) + storage->bytes;
+      // Advice only: a file read into memory (not mapped) refuses it harmlessly.
+      (void)madvise(reinterpret_cast<void*>(begin), end - begin, advice);
+    }
+  }
 
   void prepare(Graph& graph) override {
     plan(graph);

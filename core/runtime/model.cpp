@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -13,10 +14,11 @@ namespace archreg::runtime {
 namespace {
 
 // A view of a whole stored tensor.
-TensorView whole(const gguf::TensorInfo& t, const Storage& storage, std::string name) {
+TensorView whole(const gguf::TensorInfo& t, const Storage& storage, std::string name, spec::Role role) {
   const gguf::TypeTraits& traits = *gguf::ggml_type(t.type);
   TensorView view;
   view.name = std::move(name);
+  view.role = role;
   view.type = t.type;
   view.n_dims = t.n_dims;
   view.ne = t.ne;
@@ -37,16 +39,18 @@ class Binder {
   std::vector<TensorView> bind() {
     bind_context(std::nullopt);
     for (int64_t layer = 0; layer < hparams_.layers().value_or(0); ++layer) bind_context(layer);
+    for (TensorView& view : views_) view.has_sidecar = with_sidecars_.contains(view.name);
     return std::move(views_);
   }
 
  private:
   // The storage of a stored tensor, made once: the file's bytes, in place.
-  const Storage& mapped(const gguf::TensorInfo& t) {
+  const Storage& mapped(const gguf::TensorInfo& t, spec::Role role) {
     const auto [it, added] = by_tensor_.emplace(&t, nullptr);
     if (added) {
       const std::span<const std::byte> bytes = reader_.tensor_data(t);
-      storages_.push_back(std::make_unique<Storage>(Storage{std::string(t.name), Storage::Kind::kMapped, bytes.data(), bytes.size()}));
+      storages_.push_back(
+          std::make_unique<Storage>(Storage{std::string(t.name), Storage::Kind::kMapped, role, bytes.data(), bytes.size()}));
       it->second = storages_.back().get();
     }
     return *it->second;
@@ -61,7 +65,8 @@ class Binder {
       for (const spec::FusedTensor& fused : form.tensors) {
         const gguf::TensorInfo* stored = reader_.find_tensor(form.gguf_name(fused, where));
         if (stored == nullptr) continue;
-        const TensorView all = whole(*stored, mapped(*stored), std::string(stored->name));
+        const spec::Role role = spec_.tensors[fused.parts.front()].role;
+        const TensorView all = whole(*stored, mapped(*stored, role), std::string(stored->name), role);
         for (size_t p = 0; p < fused.parts.size(); ++p) {
           const spec::TensorDecl& part = spec_.tensors[fused.parts[p]];
           views_.push_back(part_view(all, part, fused.axis, static_cast<uint64_t>(hparams_.eval_shape(fused.offsets[p], layer)), layer));
@@ -73,7 +78,10 @@ class Binder {
       const spec::TensorDecl& decl = spec_.tensors[i];
       if (decl.per_layer != per_layer || bound[i] || (decl.when && hparams_.eval(*decl.when, layer) == 0)) continue;
       const std::string name = decl.gguf_name(where);
-      if (const gguf::TensorInfo* stored = reader_.find_tensor(name)) views_.push_back(whole(*stored, mapped(*stored), name));
+      const gguf::TensorInfo* stored = reader_.find_tensor(name);
+      if (stored == nullptr) continue;
+      views_.push_back(whole(*stored, mapped(*stored, decl.role), name, decl.role));
+      if (decl.sidecar_of) with_sidecars_.insert(spec_.tensors[*decl.sidecar_of].gguf_name(where));
     }
   }
 
@@ -81,6 +89,7 @@ class Binder {
   TensorView part_view(const TensorView& all, const spec::TensorDecl& part, int axis, uint64_t offset, std::optional<int64_t> layer) const {
     TensorView view = all;
     view.name = part.gguf_name(layer.value_or(0));
+    view.role = part.role;
     for (size_t d = 0; d < part.shape.size(); ++d) view.ne[d] = static_cast<uint64_t>(hparams_.eval_shape(part.shape[d], layer));
     const gguf::TypeTraits& traits = *gguf::ggml_type(all.type);
     uint64_t byte_offset = 0;
@@ -104,6 +113,7 @@ class Binder {
   std::vector<std::unique_ptr<Storage>>& storages_;
   std::map<const gguf::TensorInfo*, const Storage*> by_tensor_;
   std::vector<TensorView> views_;
+  std::set<std::string, std::less<>> with_sidecars_;  // weights whose sidecar the file stores
 };
 
 }  // namespace
@@ -199,6 +209,12 @@ void Model::fuse_in_memory() {
     if (!plugin_->runs_fused(spec_->fusable[form.group].name)) continue;
     const int64_t contexts = form.per_layer ? n_layers_ : 1;
     for (int64_t where = 0; where < contexts; ++where) {
+      // A part carrying a sidecar keeps the layer as stored (a fused form has no sidecars).
+      const bool sidecar = std::any_of(form.tensors.front().parts.begin(), form.tensors.front().parts.end(), [&](size_t p) {
+        const auto it = by_name.find(spec_->tensors[p].gguf_name(where));
+        return it != by_name.end() && tensors_[it->second].has_sidecar;
+      });
+      if (sidecar) continue;
       for (const spec::FusedTensor& fused : form.tensors) {
         std::vector<TensorView*> parts;
         for (size_t p : fused.parts) {
@@ -224,8 +240,8 @@ void Model::fuse_in_memory() {
         for (size_t d = 2; d < 4; ++d) nb[d] = nb[d - 1] * ne[d - 1];
         const uint64_t bytes = nb[3] * ne[3];
         auto buffer = std::make_unique<std::byte[]>(bytes);
-        storages_.push_back(
-            std::make_unique<Storage>(Storage{form.gguf_name(fused, where), Storage::Kind::kFusedAtLoad, buffer.get(), bytes}));
+        storages_.push_back(std::make_unique<Storage>(
+            Storage{form.gguf_name(fused, where), Storage::Kind::kFusedAtLoad, parts.front()->role, buffer.get(), bytes}));
         const Storage& storage = *storages_.back();
         uint64_t offset = 0;
         for (TensorView* part : parts) {

@@ -35,6 +35,9 @@ struct Storage {
   enum class Kind { kMapped, kFusedAtLoad };
   std::string name;  // the stored tensor's GGUF name; fused at load: the fused tensor's name
   Kind kind = Kind::kMapped;
+  // What its tensors are for (the spec's role; a fused storage's parts share it): a backend
+  // places a storage by it (Backend::place).
+  spec::Role role = spec::Role::kMatrix;
   const std::byte* host = nullptr;  // its bytes in host memory (the mapping, or a load-time buffer)
   uint64_t bytes = 0;
 };
@@ -48,6 +51,9 @@ struct TensorView {
   std::array<uint64_t, 4> nb{0, 0, 0, 0};  // bytes between consecutive blocks / rows / ...
   const Storage* storage = nullptr;        // owned by the Model
   uint64_t offset = 0;                     // bytes from the storage's start to element 0
+  spec::Role role = spec::Role::kMatrix;   // the spec's role of the tensor
+  // The file stores a sidecar of this weight (`sidecars:` in the spec, e.g. an NVFP4 scale).
+  bool has_sidecar = false;
 
   const std::byte* data() const { return storage->host + offset; }
 

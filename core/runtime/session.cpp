@@ -10,6 +10,7 @@ namespace archreg::runtime {
 
 Session::Session(const Model& model, SessionOptions options) : model_(model), options_(options) {
   backend_ = make_cpu_backend(options.threads);
+  backend_->place(model.storages());
   n_ctx_ = context_size(model, options);
   if (n_ctx_ <= 0) throw RunError(fmt::format("context size {} is not positive", n_ctx_));
   if (options_.n_batch <= 0) options_.n_batch = 512;

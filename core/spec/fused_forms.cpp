@@ -49,10 +49,12 @@ class Deriver {
   }
 
   // Every declared tensor with this base name, in declaration order.
+  // A part's tensors, sidecars aside: a fused form has none (a layer whose part carries one is
+  // not fusable, rewrite/ and the runtime leave it as stored).
   std::vector<size_t> decls_of(std::string_view base) const {
     std::vector<size_t> found;
     for (size_t i = 0; i < spec_.tensors.size(); ++i) {
-      if (spec_.tensors[i].base == base) found.push_back(i);
+      if (spec_.tensors[i].base == base && !spec_.tensors[i].sidecar_of) found.push_back(i);
     }
     return found;
   }
@@ -180,6 +182,16 @@ class Deriver {
 };
 
 }  // namespace
+
+bool part_has_sidecar(const Spec& spec, const FusedTensor& weight, int64_t layer, const std::function<bool(const std::string&)>& stored) {
+  for (const TensorDecl& t : spec.tensors) {
+    if (t.sidecar_of && std::find(weight.parts.begin(), weight.parts.end(), *t.sidecar_of) != weight.parts.end() &&
+        stored(t.gguf_name(layer))) {
+      return true;
+    }
+  }
+  return false;
+}
 
 std::vector<FusedForm> derive_fused_forms(const Spec& spec) {
   return Deriver(spec).run();

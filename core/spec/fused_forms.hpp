@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -48,6 +49,11 @@ struct FusedForm {
 // inconsistent: unknown parts, parts in different sections or with different presence rules,
 // shapes that disagree off the axis, an axis out of range, no common storage type.
 std::vector<FusedForm> derive_fused_forms(const Spec& spec);
+
+// Whether a part of a fused form's `weight` carries a sidecar (`sidecars:`) in `layer` of a
+// file whose tensors `stored` finds by GGUF name: such a layer cannot be fused (a fused form
+// has no sidecars), it stays as stored.
+bool part_has_sidecar(const Spec& spec, const FusedTensor& weight, int64_t layer, const std::function<bool(const std::string&)>& stored);
 
 // A fused tensor's layout for concrete part shapes (all of the same rank).
 struct FusedLayout {

@@ -43,6 +43,19 @@ const TensorDecl* Spec::find_tensor(bool per_layer, std::string_view base, std::
   return it == tensor_index_.end() ? nullptr : &tensors[it->second];
 }
 
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::kEmbedding: return "embedding";
+    case Role::kMatrix: return "matrix";
+    case Role::kExperts: return "experts";
+    case Role::kNorm: return "norm";
+    case Role::kBias: return "bias";
+    case Role::kVector: return "vector";
+    case Role::kScale: return "scale";
+  }
+  return "?";
+}
+
 std::string TensorDecl::gguf_name(int64_t layer) const {
   return per_layer ? fmt::format("blk.{}.{}.{}", layer, base, suffix) : name();
 }
@@ -127,7 +140,9 @@ std::vector<std::vector<uint32_t>> hparam_reads(const Spec& spec) {
 
 class SpecParser {
  public:
-  SpecParser(std::string file) : file_(std::move(file)) { spec_.file = file_; }
+  SpecParser(std::string file, std::span<const std::filesystem::path> base_dirs) : file_(std::move(file)), base_dirs_(base_dirs) {
+    spec_.file = file_;
+  }
 
   Spec parse(std::string_view text) {
     if (text.size() > kMaxSpecBytes) {
@@ -166,7 +181,7 @@ class SpecParser {
       throw SpecError(problems_);
     }
     check_keys(root, {"schema_version", "arch", "description", "extends", "hparams", "layers", "optional_layers", "tensors", "layer",
-                      "alternatives", "fusable", "checks"});
+                      "sidecars", "alternatives", "fusable", "checks"});
     if (root["extends"]) root = with_bases(root);
     parse_header(root);
     parse_hparams(root["hparams"]);
@@ -191,6 +206,7 @@ class SpecParser {
     }
     parse_tensors(root["tensors"], false);
     parse_tensors(root["layer"], true);
+    parse_sidecars(root["sidecars"]);
     refuse_alternatives(root["alternatives"]);
     parse_fusable(root["fusable"]);
     parse_checks(root["checks"]);
@@ -252,7 +268,15 @@ class SpecParser {
         problem(pos(extends), fmt::format("more than {} levels of 'extends'", kMaxBases));
         throw SpecError(problems_);
       }
-      const std::filesystem::path path = std::filesystem::path(levels.back().file).parent_path() / *name;
+      std::filesystem::path path = std::filesystem::path(levels.back().file).parent_path() / *name;
+      if (!std::filesystem::exists(path, ignored)) {
+        for (const std::filesystem::path& dir : base_dirs_) {
+          if (std::filesystem::exists(dir / *name, ignored)) {
+            path = dir / *name;
+            break;
+          }
+        }
+      }
       if (!chain.insert(std::filesystem::weakly_canonical(path, ignored).string()).second) {
         problem(pos(extends), fmt::format("'extends: {}' leads back to a spec already in the chain", *name));
         throw SpecError(problems_);
@@ -272,8 +296,8 @@ class SpecParser {
         throw SpecError(problems_);
       }
       check_keys(base.root,
-                 {"schema_version", "description", "extends", "hparams", "layers", "optional_layers", "tensors", "layer", "alternatives",
-                  "fusable", "checks"},
+                 {"schema_version", "description", "extends", "hparams", "layers", "optional_layers", "tensors", "layer", "sidecars",
+                  "alternatives", "fusable", "checks"},
                  "a base spec (a base has no 'arch')");
       levels.push_back(std::move(base));
     }
@@ -288,7 +312,9 @@ class SpecParser {
       }
     }
     merged["extends"] = spec_root["extends"];
-    for (const char* section : {"hparams", "tensors", "layer", "alternatives", "fusable"}) merge_section(levels, section, merged);
+    for (const char* section : {"hparams", "tensors", "layer", "sidecars", "alternatives", "fusable"}) {
+      merge_section(levels, section, merged);
+    }
     YAML::Node checks(YAML::NodeType::Sequence);
     std::vector<std::string>& check_files = entry_files_["checks"];
     for (auto level = levels.rbegin(); level != levels.rend(); ++level) {
@@ -628,7 +654,7 @@ class SpecParser {
       const YAML::Node& body = entry.second;
       const YAML::Node shape = body.IsSequence() ? body : body["shape"];
       if (body.IsMap()) {
-        check_keys(body, {"shape", "types", "optional", "when", "tied_to"}, fmt::format("tensor '{}'", t.name()));
+        check_keys(body, {"shape", "types", "optional", "when", "tied_to", "role"}, fmt::format("tensor '{}'", t.name()));
         if (const YAML::Node optional = body["optional"]) t.optional = boolean(optional, "optional").value_or(false);
         if (const YAML::Node when = body["when"]) t.when = expression(when, per_layer, "when");
         if (const YAML::Node tied = body["tied_to"]) t.tied_to = scalar(tied, "tied_to");
@@ -644,6 +670,20 @@ class SpecParser {
       for (const YAML::Node& extent : shape) {
         if (auto expr = expression(extent, per_layer, "shape")) t.shape.push_back(std::move(*expr));
       }
+      t.role = default_role(t.base, t.suffix, shape.size());
+      if (body.IsMap() && body["role"]) {
+        if (const auto text = scalar(body["role"], "role")) {
+          const Role* role = std::find_if(std::begin(kRoles), std::end(kRoles), [&](Role r) { return role_name(r) == *text; });
+          if (role == std::end(kRoles)) {
+            problem(pos(body["role"]),
+                    fmt::format("tensor '{}': unknown role '{}'; expected one of embedding, matrix, experts, norm, bias, "
+                                "vector, scale",
+                                t.name(), *text));
+          } else {
+            t.role = *role;
+          }
+        }
+      }
       spec_.tensor_index_.emplace(tensor_key(per_layer, t.base, t.suffix), spec_.tensors.size());
       spec_.tensors.push_back(std::move(t));
     }
@@ -652,6 +692,71 @@ class SpecParser {
       const auto [base, suffix] = split_tensor_name(*t.tied_to);
       if (spec_.find_tensor(per_layer, base, suffix) == nullptr) {
         problem(t.pos, fmt::format("tensor '{}' is tied to '{}', which '{}' does not declare", t.name(), *t.tied_to, section));
+      }
+    }
+  }
+
+  // A tensor's role when the spec does not say: from its name and number of dimensions.
+  static Role default_role(std::string_view base, std::string_view suffix, size_t dims) {
+    if (suffix == "bias") return Role::kBias;
+    if (suffix != "weight") return Role::kScale;
+    if (dims >= 3) return Role::kExperts;
+    if (dims == 2) return Role::kMatrix;
+    return base.ends_with("norm") ? Role::kNorm : Role::kVector;
+  }
+
+  // `sidecars:` map of sidecar suffix -> weights (spec names without .weight) that may carry an
+  // optional `<name>.<suffix>` tensor: one F32 value per matrix ([1] for a 2-D weight, [n] for a
+  // stack of n), present only where the weight is. A listed name the spec does not declare has
+  // none (a base lists every weight llama.cpp's generic pass reads).
+  void parse_sidecars(const YAML::Node& node) {
+    if (!node) return;
+    if (!node.IsMap()) {
+      problem(pos(node), "'sidecars' must be a map of sidecar suffix to a list of weights, such as { scale: [attn_q, attn_k] }");
+      return;
+    }
+    const size_t declared = spec_.tensors.size();
+    size_t entry_number = 0;
+    for (const auto& entry : node) {
+      const FromFile in(*this, origin("sidecars", entry_number++));
+      const auto suffix = entry.first.as<std::string>();
+      if (!is_identifier(suffix) || suffix == "weight" || suffix == "bias") {
+        problem(pos(entry.first), fmt::format("'{}' cannot be a sidecar suffix (an identifier other than weight and bias)", suffix));
+        continue;
+      }
+      if (!entry.second.IsSequence()) {
+        problem(pos(entry.second), fmt::format("sidecars '{}' must be a list of weights such as [attn_q, attn_k]", suffix));
+        continue;
+      }
+      for (const YAML::Node& item : entry.second) {
+        const auto name = scalar(item, "sidecar weight");
+        if (!name) continue;
+        for (size_t i = 0; i < declared; ++i) {
+          if (spec_.tensors[i].base != *name || spec_.tensors[i].suffix != "weight") continue;
+          if (over_limit(spec_.tensors.size(), kMaxTensors, item, "tensors")) return;
+          const TensorDecl& weight = spec_.tensors[i];
+          if (spec_.find_tensor(weight.per_layer, weight.base, suffix) != nullptr) {
+            problem(pos(item), fmt::format("sidecar '{}.{}' is declared twice (here and as a tensor)", weight.base, suffix));
+            continue;
+          }
+          if (weight.shape.size() < 2 || weight.shape.size() > 3) {
+            problem(pos(item), fmt::format("'{}' is not a matrix or a stack of matrices: it cannot carry a sidecar", weight.name()));
+            continue;
+          }
+          TensorDecl t;
+          t.base = weight.base;
+          t.suffix = suffix;
+          t.role = Role::kScale;
+          t.sidecar_of = i;
+          t.per_layer = weight.per_layer;
+          t.shape.push_back(weight.shape.size() == 3 ? weight.shape[2] : Expr::literal(1));
+          t.types = {*gguf::ggml_type_from_name("F32")};
+          t.optional = true;
+          t.when = weight.when;
+          t.pos = pos(item);
+          spec_.tensor_index_.emplace(tensor_key(t.per_layer, t.base, t.suffix), spec_.tensors.size());
+          spec_.tensors.push_back(std::move(t));
+        }
       }
     }
   }
@@ -830,25 +935,26 @@ class SpecParser {
     }
   }
 
-  std::string file_;  // the file being read: the spec, or a base it extends
+  std::string file_;                                  // the file being read: the spec, or a base it extends
+  std::span<const std::filesystem::path> base_dirs_;  // where else an `extends:` path is looked up
   Spec spec_;
   std::vector<std::string> problems_;
   std::map<std::string, std::vector<std::string>, std::less<>> entry_files_;  // section -> file of each entry
   std::map<std::string, std::string, std::less<>> top_files_;                 // top-level key -> file
 };
 
-Spec parse_spec(std::string_view yaml_text, const std::string& file) {
-  return SpecParser(file).parse(yaml_text);
+Spec parse_spec(std::string_view yaml_text, const std::string& file, std::span<const std::filesystem::path> base_dirs) {
+  return SpecParser(file, base_dirs).parse(yaml_text);
 }
 
-Spec load_spec(const std::filesystem::path& file) {
+Spec load_spec(const std::filesystem::path& file, std::span<const std::filesystem::path> base_dirs) {
   std::string text;
   try {
     text = gguf::read_regular_file(file, kMaxSpecBytes, "spec");
   } catch (const gguf::FileError& error) {
     throw SpecError({fmt::format("{}: {}", file.string(), error.message())});
   }
-  Spec spec = parse_spec(text, file.string());
+  Spec spec = parse_spec(text, file.string(), base_dirs);
   if (file.extension() == ".yaml" && file.stem().string() != spec.arch) {
     throw SpecError(
         {fmt::format("{}:1:1: arch '{}' does not match the file name: name the file {}.yaml", file.string(), spec.arch, spec.arch)});

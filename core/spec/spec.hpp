@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -72,9 +73,20 @@ struct Hparam {
   bool is_string() const { return !count && !value && type == gguf::ValueType::kString; }
 };
 
+// What a tensor is for. The runtime places storages by it (core/runtime/model.hpp), `inspect`
+// groups a file's tensors by it. Unless a spec says `role:`, it follows from the name and shape
+// (docs/spec-format.md, "Tensors").
+enum class Role { kEmbedding, kMatrix, kExperts, kNorm, kBias, kVector, kScale };
+inline constexpr Role kRoles[] = {Role::kEmbedding, Role::kMatrix, Role::kExperts, Role::kNorm, Role::kBias, Role::kVector, Role::kScale};
+std::string_view role_name(Role role);  // "embedding", "matrix", "experts", ...
+
 struct TensorDecl {
   std::string base;    // "attn_q"
   std::string suffix;  // "weight"
+  Role role = Role::kMatrix;
+  // A sidecar (`sidecars:`): an optional tensor attached to this weight (index in Spec::tensors),
+  // present only where the weight is, one value per matrix.
+  std::optional<size_t> sidecar_of;
   bool per_layer = false;
   std::vector<Expr> shape;     // ggml order
   std::vector<int32_t> types;  // allowed ggml types; empty = any
@@ -136,9 +148,12 @@ class Spec {
 };
 
 // Parses and checks a spec. Throws SpecError listing every problem found (at most
-// kMaxProblems). load_spec reads only a regular file of at most kMaxSpecBytes.
-Spec load_spec(const std::filesystem::path& file);
-Spec parse_spec(std::string_view yaml_text, const std::string& file);
+// kMaxProblems). load_spec reads only a regular file of at most kMaxSpecBytes. An `extends:`
+// path is relative to the file that says it; where no such file exists, it is looked up in
+// `base_dirs` in order (the spec search path: a user's copy of a built-in spec, alone in its
+// --spec-dir, still finds the built-in base/).
+Spec load_spec(const std::filesystem::path& file, std::span<const std::filesystem::path> base_dirs = {});
+Spec parse_spec(std::string_view yaml_text, const std::string& file, std::span<const std::filesystem::path> base_dirs = {});
 
 // Hyperparameters in dependency order (derived values and defaults after what they read).
 std::vector<uint32_t> hparam_order(const Spec& spec);

@@ -225,6 +225,17 @@ class Validator {
       }
       return;
     }
+    if (t != nullptr && decl.sidecar_of) {
+      const std::string weight = spec_.tensors[*decl.sidecar_of].gguf_name(layer.value_or(0));
+      if (reader_.find_tensor(weight) == nullptr) {
+        add("unexpected_tensor", name,
+            fmt::format("a sidecar of '{}', which the file does not store (a sidecar is read only beside its weight; a fused form "
+                        "has none)",
+                        weight),
+            "absent", "present");
+        return;
+      }
+    }
     if (t != nullptr) {
       check_tensor(*t, decl.shape, decl.types, layer);
     } else if (!decl.optional && !decl.tied_to) {
@@ -246,7 +257,7 @@ class Validator {
       return;
     }
     bool parts_present = false;
-    bool optional_part_absent = false;
+    bool unfusable = false;  // an optional part absent, or a part's sidecar present
     std::vector<std::string> present_parts;
     for (size_t p = 0; p < weight.parts.size(); ++p) {
       const std::string part_name = spec_.tensors[weight.parts[p]].gguf_name(where);
@@ -254,12 +265,15 @@ class Validator {
         parts_present = true;
         present_parts.push_back(part_name);
       } else if (weight.part_optional[p]) {
-        optional_part_absent = true;
+        unfusable = true;
       }
+    }
+    if (spec::part_has_sidecar(spec_, weight, where, [&](const std::string& name) { return reader_.find_tensor(name) != nullptr; })) {
+      unfusable = true;
     }
     GroupReport& group = report_.groups[form.group];
     if (fused == nullptr) {
-      if (parts_present) (optional_part_absent ? group.unfusable : group.unfused).push_back(where);
+      if (parts_present) (unfusable ? group.unfusable : group.unfused).push_back(where);
       return;  // the parts are checked as ordinary tensors
     }
     if (parts_present) {

@@ -597,8 +597,33 @@ def test_optional_part_leaves_a_layer_unfused_without_partial_fusion(fx: Path, t
         del model.tensors[f"blk.{layer}.ffn_gate_exps.weight"]
     none = _write_model(tmp_path / "no-gate.gguf", model)
     proc = _run("fuse", none, tmp_path / "none.gguf", *registry, "--group", "ffn_gate_up_exps")
-    assert proc.returncode == EXIT_INVALID and "an optional part is absent in layers 0,1" in proc.stderr, _where(proc)
+    assert proc.returncode == EXIT_INVALID and "an optional part is absent, or a part carries a sidecar, in layers 0,1" in proc.stderr, _where(proc)
     assert not (tmp_path / "none.gguf").exists()
+
+
+def test_a_part_with_a_sidecar_keeps_its_layer_unfused(tmp_path: Path) -> None:
+    """A part carrying a sidecar (llama.cpp's NVFP4 .scale / .input_scale, the base spec's
+    sidecars:) keeps its layer as stored: a fused form has no sidecars. fuse fuses the other
+    layers, unfuse gives the input back byte for byte, and both files validate."""
+    model = mf.build("qwen3moe")
+    for name, shape in (("blk.0.ffn_up_exps.scale", (model.tensors["blk.0.ffn_up_exps.weight"].shape[2],)),
+                        ("blk.0.attn_k.input_scale", (1,))):
+        model.tensors[name] = mf.new_tensor("qwen3moe", name, shape, mf.QT.F32)
+    src = _write_model(tmp_path / "scaled.gguf", model)
+    groups = {g["name"]: g for g in _validate(src)["groups"]}
+    for name in ("attn_qkv", "ffn_gate_up_exps"):
+        assert groups[name]["layers"]["unfusable"] == [0] and groups[name]["layers"]["unfused"] == [1], groups[name]
+    fused = tmp_path / "fused.gguf"
+    _ok(_run("fuse", src, fused))
+    out = _read(fused)
+    assert "blk.1.ffn_gate_up_exps.weight" in out.tensors and "blk.1.attn_qkv.weight" in out.tensors
+    assert "blk.0.ffn_up_exps.weight" in out.tensors and "blk.0.attn_k.weight" in out.tensors
+    assert "blk.0.ffn_up_exps.scale" in out.tensors and "blk.0.attn_k.input_scale" in out.tensors
+    report = _validate(fused)
+    assert report["valid"], report
+    back = tmp_path / "back.gguf"
+    _ok(_run("unfuse", fused, back))
+    assert filecmp.cmp(src, back, shallow=False)
 
 
 # --- refusals: exit status, message, and nothing left behind ----------------------------------

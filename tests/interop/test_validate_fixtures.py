@@ -111,6 +111,28 @@ def _entry(entries: dict[str, list[dict]], file: str, *, spec_dir: str | None) -
     return matches[0]
 
 
+@pytest.mark.parametrize("file, refusal", [
+    ("glm4moe-mtp-only.gguf", "needs layer 0 (attn_norm.weight), which the file leaves out"),
+    ("deepseek2-nextn-mtp-only.gguf", "needs layer 0 (attn_norm.weight), which the file leaves out"),
+    ("qwen3-nvfp4-sidecars.gguf", "'blk.0.attn_q.weight' carries a sidecar"),
+    ("qwen3moe-expert-sidecars.gguf", "'blk.0.ffn_up_exps.weight' carries a sidecar"),
+    ("glm4moe-trunk-only.gguf", None),
+])
+def test_run_refuses_a_valid_file_only_where_it_cannot_compute_it(fixtures, file: str, refusal: str | None) -> None:
+    """Files that validate but hold only some layers, or carry per-matrix scales the runtime
+    does not apply: `run` refuses them naming what it lacks, before any token (a trunk-only file,
+    whose left-out NextN block the forward pass never reads, runs)."""
+    out, _ = fixtures
+    cmd = [archreg(), "run", str(out / file), "--tokens", "1,2,3", "-n", "1", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    where = f"{' '.join(cmd)}\nexit {proc.returncode}\nstderr:\n{proc.stderr}"
+    if refusal is None:
+        assert proc.returncode == EXIT_OK, where
+    else:
+        assert proc.returncode != EXIT_OK and refusal in proc.stderr and "forward pass cannot run this file" in proc.stderr, where
+        assert "Traceback" not in proc.stderr and proc.returncode > 0, where
+
+
 @pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fixture_validates_clean(fixtures, family: str, fused: bool) -> None:

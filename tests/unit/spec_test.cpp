@@ -153,6 +153,56 @@ TEST(Spec, OptionalLayersAreOneRangeOrAListOfRanges) {
               ElementsAre(AllOf(HasSubstr("bad.yaml:10:38:"), HasSubstr("unknown name 'n_x'"))));
 }
 
+TEST(Spec, RolesFollowFromNameAndShapeUnlessStated) {
+  const Spec spec = parse_spec(
+      with(with(kMinimal, "token_embd: [n_embd, 100]", "token_embd: { shape: [n_embd, 100], role: embedding }\n  out_norm: [n_embd]"),
+           "  ffn_up:", "  exps: [n_embd, n_ff, 4]\n  scalar: [4]\n  ffn_up:"),
+      "mini.yaml");
+  const auto role_of = [&](bool per_layer, std::string_view base, std::string_view suffix = "weight") {
+    const TensorDecl* t = spec.find_tensor(per_layer, base, suffix);
+    return t != nullptr ? std::string(role_name(t->role)) : std::string("(none)");
+  };
+  EXPECT_EQ(role_of(false, "token_embd"), "embedding");
+  EXPECT_EQ(role_of(false, "out_norm"), "norm");
+  EXPECT_EQ(role_of(true, "attn_q"), "matrix");
+  EXPECT_EQ(role_of(true, "attn_q", "bias"), "bias");
+  EXPECT_EQ(role_of(true, "exps"), "experts");
+  EXPECT_EQ(role_of(true, "scalar"), "vector");
+  EXPECT_THAT(problems_of(with(kMinimal, "token_embd: [n_embd, 100]", "token_embd: { shape: [n_embd, 100], role: lookup }")),
+              ElementsAre(AllOf(HasSubstr("bad.yaml:"), HasSubstr("unknown role 'lookup'"))));
+}
+
+TEST(Spec, SidecarsAttachOneOptionalF32ValuePerMatrixToListedWeights) {
+  const Spec spec = parse_spec(with(kMinimal, "fusable:",
+                                    "  exps: { shape: [n_embd, n_ff, 4], when: layer > 0 }\nsidecars:\n  scale: [attn_q, exps, ffn_gate, "
+                                    "token_embd]\n  input_scale: [attn_k]\nfusable:"),
+                               "mini.yaml");
+  const TensorDecl* q = spec.find_tensor(true, "attn_q", "scale");
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->role, Role::kScale);
+  EXPECT_TRUE(q->optional);
+  ASSERT_TRUE(q->sidecar_of.has_value());
+  EXPECT_EQ(spec.tensors[*q->sidecar_of].name(), "attn_q.weight");
+  ASSERT_EQ(q->shape.size(), 1u);
+  EXPECT_EQ(q->shape[0].text(), "1");
+  EXPECT_EQ(q->types, std::vector<int32_t>{0});  // F32
+  const TensorDecl* e = spec.find_tensor(true, "exps", "scale");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape[0].text(), "4") << "one value per expert matrix";
+  ASSERT_TRUE(e->when.has_value()) << "present only where the weight may be";
+  EXPECT_NE(spec.find_tensor(true, "attn_k", "input_scale"), nullptr);
+  EXPECT_EQ(spec.find_tensor(true, "ffn_gate", "scale"), nullptr) << "a listed weight the spec does not declare has none";
+  EXPECT_NE(spec.find_tensor(false, "token_embd", "scale"), nullptr);
+  // The group's fused form has no sidecar.
+  for (const FusedTensor& fused : spec.fused_forms[0].tensors) EXPECT_NE(fused.suffix, "scale");
+  EXPECT_THAT(problems_of(with(kMinimal, "fusable:", "sidecars:\n  bias: [attn_q]\nfusable:")),
+              ElementsAre(HasSubstr("'bias' cannot be a sidecar suffix")));
+  EXPECT_THAT(problems_of(with(kMinimal, "fusable:", "sidecars:\n  scale: [attn_q.bias]\nfusable:")), ::testing::IsEmpty());
+  EXPECT_THAT(problems_of(with(with(kMinimal, "layers: n_layer", "layers: n_layer\nsidecars:\n  scale: [attn_q]"),
+                               "  attn_k.bias:", "  attn_q.scale: [1]\n  attn_k.bias:")),
+              ElementsAre(HasSubstr("sidecar 'attn_q.scale' is declared twice")));
+}
+
 TEST(Spec, AlternativesAreRefusedWithAdvice) {
   EXPECT_THAT(problems_of(with(kMinimal, "fusable:", "alternatives:\n  qk: [[attn_q], [attn_k]]\nfusable:")),
               Contains(AllOf(HasSubstr("bad.yaml:"), HasSubstr("'alternatives' was removed"), HasSubstr("`when:` condition"))));
@@ -252,6 +302,22 @@ checks:
   EXPECT_EQ(spec.checks[0].message, "base check");
   ASSERT_EQ(spec.fused_forms.size(), 1u);
   EXPECT_EQ(spec.fused_forms[0].base, "attn_qk");
+}
+
+TEST(SpecExtends, ABaseNotBesideTheSpecIsLookedUpInTheSpecSearchPath) {
+  testing::TempDir dir;
+  write(dir / "builtin" / "base" / "decoder.yaml", kBase);
+  const std::string child = "schema_version: 2\narch: child\nextends: base/decoder.yaml\n";
+  write(dir / "user" / "child.yaml", child);
+  EXPECT_THAT(load_problems(dir / "user" / "child.yaml"), ElementsAre(HasSubstr("cannot read the base spec")));
+  const std::vector<std::filesystem::path> search{dir / "elsewhere", dir / "builtin"};
+  const Spec spec = load_spec(dir / "user" / "child.yaml", search);
+  EXPECT_EQ(spec.description, "a base decoder");
+  EXPECT_EQ(spec.hparams[0].pos.file, (dir / "builtin" / "base" / "decoder.yaml").string());
+  // A base beside the spec comes first.
+  write(dir / "user" / "base" / "decoder.yaml",
+        std::string(kBase).replace(std::string(kBase).find("a base decoder"), 14, "the user's base"));
+  EXPECT_EQ(load_spec(dir / "user" / "child.yaml", search).description, "the user's base");
 }
 
 TEST(SpecExtends, ProblemsInABaseNameTheBaseFileAndLine) {

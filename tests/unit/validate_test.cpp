@@ -270,6 +270,28 @@ TEST_F(ValidateTest, EachOptionalLayerRangeMayBeLeftOutButNotEveryLayer) {
   EXPECT_THAT(run(base_tensors()).absent_layers, ElementsAre());
 }
 
+TEST_F(ValidateTest, SidecarsAreOptionalBesideTheirWeightAndKeepALayerUnfused) {
+  std::string text = kSpec;
+  text.replace(text.find("fusable:\n"), 9, "sidecars:\n  scale: [attn_q, exps_up, kv]\nfusable:\n");
+  spec_ = spec::parse_spec(text, "unit.yaml");
+  Tensors with_scales = base_tensors();
+  with_scales.push_back({"blk.0.attn_q.scale", {1}});
+  with_scales.push_back({"blk.1.exps_up.scale", {4}});
+  const Report report = run(with_scales);
+  EXPECT_THAT(codes(report), ElementsAre());
+  EXPECT_THAT(report.groups[0].unfused, ElementsAre(1));
+  EXPECT_THAT(report.groups[0].unfusable, ElementsAre(0)) << "a layer whose part carries a sidecar cannot be fused";
+  EXPECT_THAT(report.groups[1].unfusable, ElementsAre(1));
+  // One value per matrix, F32.
+  Tensors wrong = base_tensors();
+  wrong.push_back({"blk.1.exps_up.scale", {1}});
+  EXPECT_THAT(codes(run(wrong)), ElementsAre("wrong_shape blk.1.exps_up.scale"));
+  // Not beside an absent weight: kv exists only where !mla.
+  Tensors orphan = base_tensors();
+  orphan.push_back({"blk.0.kv.scale", {1}});
+  EXPECT_THAT(codes(run(orphan)), ElementsAre("unexpected_tensor blk.0.kv.scale"));
+}
+
 TEST_F(ValidateTest, AHugeLayerCountStopsAtTheFindingLimit) {
   spec_ = spec::parse_spec(std::string(kSpec).replace(std::string(kSpec).find("max: 8"), 6, "max: 65536"), "unit.yaml");
   const Report report = run(base_tensors(), [](gguf::Writer& w) {
