@@ -1,6 +1,7 @@
 // `archreg inspect FILE [--json] [--full]`: metadata, tensor table and totals per type.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -9,6 +10,8 @@
 
 #include "cli/commands.hpp"
 #include "gguf/reader.hpp"
+#include "registry/spec_catalog.hpp"
+#include "spec/spec.hpp"
 
 namespace archreg::cli {
 namespace {
@@ -91,7 +94,47 @@ std::map<std::string, TypeTotal> totals_by_type(const gguf::Reader& reader) {
   return totals;
 }
 
-void print_json(const gguf::Reader& reader, bool full) {
+// Each tensor's role from the spec of the file's architecture ("" where the spec has no such
+// tensor); empty when there is no readable spec for it (inspect is about the file, not its
+// validity: `validate` reports what is wrong).
+std::vector<std::string> tensor_roles(const gguf::Reader& reader, const std::vector<std::string>& spec_dirs) {
+  const auto arch = reader.find("general.architecture");
+  if (!arch || arch->type() != gguf::ValueType::kString) return {};
+  std::vector<std::filesystem::path> dirs(spec_dirs.begin(), spec_dirs.end());
+  for (auto& dir : registry::SpecCatalog::default_dirs()) dirs.push_back(std::move(dir));
+  const spec::Spec* spec = nullptr;
+  registry::SpecCatalog catalog(dirs);
+  try {
+    spec = catalog.load(std::string(arch->as_string()));
+  } catch (const std::exception&) {
+    return {};  // a broken spec: `archreg list` and `validate` say why
+  }
+  if (spec == nullptr) return {};
+  std::vector<std::string> roles;
+  for (const gguf::TensorInfo& t : reader.tensors()) {
+    const auto role = spec::tensor_role(*spec, t.name);
+    roles.emplace_back(role ? spec::role_name(*role) : "");
+  }
+  return roles;
+}
+
+// Tensor count and bytes per role, in the order of spec::kRoles, then "unknown" (no such tensor
+// in the spec).
+std::vector<std::pair<std::string, TypeTotal>> totals_by_role(const gguf::Reader& reader, const std::vector<std::string>& roles) {
+  std::vector<std::pair<std::string, TypeTotal>> totals;
+  for (spec::Role role : spec::kRoles) totals.emplace_back(spec::role_name(role), TypeTotal{});
+  totals.emplace_back("unknown", TypeTotal{});
+  for (size_t i = 0; i < roles.size(); ++i) {
+    const std::string& role = roles[i].empty() ? "unknown" : roles[i];
+    auto it = std::find_if(totals.begin(), totals.end(), [&](const auto& total) { return total.first == role; });
+    ++it->second.count;
+    it->second.bytes += reader.tensors()[i].n_bytes;
+  }
+  std::erase_if(totals, [](const auto& total) { return total.second.count == 0; });
+  return totals;
+}
+
+void print_json(const gguf::Reader& reader, bool full, const std::vector<std::string>& roles) {
   json doc;
   doc["file"] = gguf::printable(reader.path(), gguf::Escape::kJson);
   doc["version"] = reader.version();
@@ -112,13 +155,15 @@ void print_json(const gguf::Reader& reader, bool full) {
   }
   doc["metadata"] = std::move(metadata);
   json tensors = json::array();
-  for (const gguf::TensorInfo& t : reader.tensors()) {
+  for (size_t i = 0; i < reader.tensors().size(); ++i) {
+    const gguf::TensorInfo& t = reader.tensors()[i];
     tensors.push_back({{"name", gguf::printable(t.name, gguf::Escape::kJson)},
                        {"type", gguf::ggml_type_label(t.type)},
                        {"shape", t.shape()},
                        {"n_bytes", t.n_bytes},
                        {"offset", t.offset},
-                       {"data_offset", t.data_offset}});
+                       {"data_offset", t.data_offset},
+                       {"role", roles.empty() || roles[i].empty() ? json(nullptr) : json(roles[i])}});
   }
   doc["tensors"] = std::move(tensors);
   json totals = json::array();
@@ -126,13 +171,20 @@ void print_json(const gguf::Reader& reader, bool full) {
     totals.push_back({{"type", type}, {"count", total.count}, {"n_bytes", total.bytes}});
   }
   doc["totals"] = std::move(totals);
+  json by_role = json::array();
+  if (!roles.empty()) {
+    for (const auto& [role, total] : totals_by_role(reader, roles)) {
+      by_role.push_back({{"role", role}, {"count", total.count}, {"n_bytes", total.bytes}});
+    }
+  }
+  doc["totals_by_role"] = std::move(by_role);
   const std::string text = doc.dump(2, ' ', false, json::error_handler_t::replace);
   reader.check_unchanged();
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
 }
 
-void print_text(const gguf::Reader& reader, bool full) {
+void print_text(const gguf::Reader& reader, bool full, const std::vector<std::string>& roles) {
   std::string out;
   auto line = [&out](std::string text) {
     out += text;
@@ -155,10 +207,13 @@ void print_text(const gguf::Reader& reader, bool full) {
   line("tensors:");
   size_t name_width = 4;
   for (const gguf::TensorInfo& t : reader.tensors()) name_width = std::max(name_width, t.name.size());
-  line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", "name", name_width, "type", "shape", "bytes", "offset"));
-  for (const gguf::TensorInfo& t : reader.tensors()) {
-    line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}", gguf::printable(t.name), name_width, gguf::ggml_type_label(t.type),
-                     fmt::format("[{}]", fmt::join(t.shape(), ", ")), t.n_bytes, t.data_offset));
+  line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}{}", "name", name_width, "type", "shape", "bytes", "offset",
+                   roles.empty() ? "" : "  role"));
+  for (size_t i = 0; i < reader.tensors().size(); ++i) {
+    const gguf::TensorInfo& t = reader.tensors()[i];
+    line(fmt::format("  {:<{}}  {:<8} {:<24} {:>14} {:>14}{}", gguf::printable(t.name), name_width, gguf::ggml_type_label(t.type),
+                     fmt::format("[{}]", fmt::join(t.shape(), ", ")), t.n_bytes, t.data_offset,
+                     roles.empty() ? "" : "  " + (roles[i].empty() ? std::string("?") : roles[i])));
   }
   line("");
   line("totals:");
@@ -170,6 +225,13 @@ void print_text(const gguf::Reader& reader, bool full) {
     all_bytes += total.bytes;
   }
   line(fmt::format("  {:<8} {:>8} tensors {:>14}", "all", all_count, human_bytes(static_cast<double>(all_bytes))));
+  if (!roles.empty()) {
+    line("");
+    line("by role (from the spec):");
+    for (const auto& [role, total] : totals_by_role(reader, roles)) {
+      line(fmt::format("  {:<10} {:>8} tensors {:>14}", role, total.count, human_bytes(static_cast<double>(total.bytes))));
+    }
+  }
   reader.check_unchanged();
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
@@ -177,23 +239,28 @@ void print_text(const gguf::Reader& reader, bool full) {
 }  // namespace
 
 void add_inspect_command(CLI::App& app, int& exit_code) {
-  auto* command = app.add_subcommand("inspect", "Show a GGUF file's metadata, tensors and totals per type");
+  auto* command =
+      app.add_subcommand("inspect", "Show a GGUF file's metadata, tensors and totals per type (and per role, when its arch has a spec)");
   struct Options {
     std::string file;
     bool json = false;
     bool full = false;
+    std::vector<std::string> spec_dirs;
   };
   auto options = std::make_shared<Options>();
   command->add_option("FILE", options->file, "GGUF file")->required();
   command->add_flag("--json", options->json, "Print one JSON document on stdout");
   command->add_flag("--full", options->full, "Show every element of long arrays");
+  command->add_option("--spec-dir", options->spec_dirs, "Directory of arch specs searched before the defaults (repeatable)")
+      ->check(CLI::ExistingDirectory);
   command->callback([options, &exit_code] {
     try {
       const gguf::Reader reader = gguf::Reader::open(options->file);
+      const std::vector<std::string> roles = tensor_roles(reader, options->spec_dirs);
       if (options->json) {
-        print_json(reader, options->full);
+        print_json(reader, options->full, roles);
       } else {
-        print_text(reader, options->full);
+        print_text(reader, options->full, roles);
       }
       exit_code = kExitOk;
     } catch (const gguf::Error& error) {

@@ -943,6 +943,32 @@ class SpecParser {
   std::map<std::string, std::string, std::less<>> top_files_;                 // top-level key -> file
 };
 
+std::optional<Role> tensor_role(const Spec& spec, std::string_view gguf_name) {
+  bool per_layer = false;
+  std::string_view name = gguf_name;
+  if (name.starts_with("blk.")) {
+    const size_t dot = name.find('.', 4);
+    if (dot == std::string_view::npos || dot == 4 ||
+        !std::all_of(name.begin() + 4, name.begin() + static_cast<std::ptrdiff_t>(dot), [](char c) { return c >= '0' && c <= '9'; })) {
+      return std::nullopt;
+    }
+    per_layer = true;
+    name = name.substr(dot + 1);
+  }
+  const size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  const std::string_view base = name.substr(0, dot);
+  const std::string_view suffix = name.substr(dot + 1);
+  if (const TensorDecl* t = spec.find_tensor(per_layer, base, suffix)) return t->role;
+  for (const FusedForm& form : spec.fused_forms) {
+    if (form.per_layer != per_layer || form.base != base) continue;
+    for (const FusedTensor& fused : form.tensors) {
+      if (fused.suffix == suffix) return spec.tensors[fused.parts.front()].role;
+    }
+  }
+  return std::nullopt;
+}
+
 Spec parse_spec(std::string_view yaml_text, const std::string& file, std::span<const std::filesystem::path> base_dirs) {
   return SpecParser(file, base_dirs).parse(yaml_text);
 }

@@ -155,6 +155,10 @@ class Spec {
 Spec load_spec(const std::filesystem::path& file, std::span<const std::filesystem::path> base_dirs = {});
 Spec parse_spec(std::string_view yaml_text, const std::string& file, std::span<const std::filesystem::path> base_dirs = {});
 
+// The role of a file's tensor by its GGUF name ("blk.3.attn_q.weight"; a fused
+// "blk.3.attn_qkv.weight" has its parts' role), or nullopt when the spec has no such tensor.
+std::optional<Role> tensor_role(const Spec& spec, std::string_view gguf_name);
+
 // Hyperparameters in dependency order (derived values and defaults after what they read).
 std::vector<uint32_t> hparam_order(const Spec& spec);
 

@@ -111,6 +111,28 @@ def _entry(entries: dict[str, list[dict]], file: str, *, spec_dir: str | None) -
     return matches[0]
 
 
+def test_inspect_groups_tensors_by_their_spec_role(fixtures) -> None:
+    """inspect names each tensor's role from the arch's spec (a fused tensor has its parts'
+    role) and totals them per role; a tensor the spec lacks has none."""
+    out, _ = fixtures
+    doc = json.loads(subprocess.run([archreg(), "inspect", "--json", str(out / "qwen3moe-expert-sidecars.gguf")],
+                                    capture_output=True, text=True, check=True, timeout=60).stdout)
+    role = {t["name"]: t["role"] for t in doc["tensors"]}
+    assert role["token_embd.weight"] == "embedding" and role["output_norm.weight"] == "norm"
+    assert role["blk.0.attn_q.weight"] == role["blk.0.ffn_gate_inp.weight"] == "matrix"
+    assert role["blk.0.ffn_up_exps.weight"] == "experts" and role["blk.0.ffn_up_exps.scale"] == "scale"
+    totals = {t["role"]: t["count"] for t in doc["totals_by_role"]}
+    assert sum(totals.values()) == len(doc["tensors"]) and totals["scale"] == 2, totals
+    fused = json.loads(subprocess.run([archreg(), "inspect", "--json", str(out / "qwen3moe.fused.gguf")],
+                                      capture_output=True, text=True, check=True, timeout=60).stdout)
+    role = {t["name"]: t["role"] for t in fused["tensors"]}
+    assert role["blk.1.attn_qkv.weight"] == "matrix" and role["blk.1.ffn_gate_up_exps.weight"] == "experts"
+    extra = json.loads(subprocess.run([archreg(), "inspect", "--json", str(out / "qwen3moe-unexpected-tensor.gguf")],
+                                      capture_output=True, text=True, check=True, timeout=60).stdout)
+    assert {t["name"]: t["role"] for t in extra["tensors"]}["blk.0.attn_extra.weight"] is None
+    assert {t["role"]: t["count"] for t in extra["totals_by_role"]}["unknown"] == 1
+
+
 @pytest.mark.parametrize("file, refusal", [
     ("glm4moe-mtp-only.gguf", "needs layer 0 (attn_norm.weight), which the file leaves out"),
     ("deepseek2-nextn-mtp-only.gguf", "needs layer 0 (attn_norm.weight), which the file leaves out"),

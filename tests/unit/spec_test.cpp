@@ -168,6 +168,14 @@ TEST(Spec, RolesFollowFromNameAndShapeUnlessStated) {
   EXPECT_EQ(role_of(true, "attn_q", "bias"), "bias");
   EXPECT_EQ(role_of(true, "exps"), "experts");
   EXPECT_EQ(role_of(true, "scalar"), "vector");
+  // A file's tensor by its GGUF name; a fused tensor has its parts' role.
+  EXPECT_EQ(tensor_role(spec, "token_embd.weight"), Role::kEmbedding);
+  EXPECT_EQ(tensor_role(spec, "blk.12.exps.weight"), Role::kExperts);
+  EXPECT_EQ(tensor_role(spec, "blk.0.attn_qk.weight"), Role::kMatrix);
+  EXPECT_EQ(tensor_role(spec, "blk.0.attn_qk.bias"), Role::kBias);
+  EXPECT_EQ(tensor_role(spec, "blk.x.attn_q.weight"), std::nullopt);
+  EXPECT_EQ(tensor_role(spec, "blk.0.token_embd.weight"), std::nullopt);
+  EXPECT_EQ(tensor_role(spec, "attn_q"), std::nullopt);
   EXPECT_THAT(problems_of(with(kMinimal, "token_embd: [n_embd, 100]", "token_embd: { shape: [n_embd, 100], role: lookup }")),
               ElementsAre(AllOf(HasSubstr("bad.yaml:"), HasSubstr("unknown role 'lookup'"))));
 }
