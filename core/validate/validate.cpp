@@ -91,6 +91,7 @@ class Validator {
     }
     for (const spec::FusedForm& form : spec_.fused_forms) report_.groups[form.group].per_layer = form.per_layer;
 
+    sidecars_in_file_ = any_sidecar_in_file();
     check_context(std::nullopt);
     if (const auto layers = hparams_->layers()) {
       const std::vector<bool> absent = absent_layers(reader_, spec_, bound, *layers);
@@ -197,8 +198,24 @@ class Validator {
     for (size_t i = 0; i < spec_.tensors.size(); ++i) {
       const spec::TensorDecl& decl = spec_.tensors[i];
       if (decl.per_layer != per_layer || handled[i]) continue;
+      if (decl.sidecar_of && !sidecars_in_file_) continue;  // optional, and the file has none
       check_decl(decl, layer, missing_hint(i, layer.value_or(0)));
     }
+  }
+
+  // Whether any tensor name ends in a sidecar suffix of the spec: most files have none, and
+  // then the sidecar declarations (a third of a spec's) cost nothing per layer.
+  bool any_sidecar_in_file() const {
+    std::vector<std::string> suffixes;
+    for (const spec::TensorDecl& decl : spec_.tensors) {
+      if (decl.sidecar_of && std::find(suffixes.begin(), suffixes.end(), "." + decl.suffix) == suffixes.end()) {
+        suffixes.push_back("." + decl.suffix);
+      }
+    }
+    if (suffixes.empty()) return false;
+    return std::any_of(reader_.tensors().begin(), reader_.tensors().end(), [&](const gguf::TensorInfo& t) {
+      return std::any_of(suffixes.begin(), suffixes.end(), [&](const std::string& suffix) { return t.name.ends_with(suffix); });
+    });
   }
 
   // " (or its fused form ...)" for parts of a fusable group, so a reader knows both options.
@@ -268,7 +285,8 @@ class Validator {
         unfusable = true;
       }
     }
-    if (spec::part_has_sidecar(spec_, weight, where, [&](const std::string& name) { return reader_.find_tensor(name) != nullptr; })) {
+    if (sidecars_in_file_ &&
+        spec::part_has_sidecar(spec_, weight, where, [&](const std::string& name) { return reader_.find_tensor(name) != nullptr; })) {
       unfusable = true;
     }
     GroupReport& group = report_.groups[form.group];
@@ -348,8 +366,9 @@ class Validator {
   const spec::Spec& spec_;
   const PluginHooks* plugin_;
   std::vector<bool> matched_;
-  size_t dropped_ = 0;   // findings past kMaxFindings
-  std::string stopped_;  // why the layers were not all checked
+  size_t dropped_ = 0;             // findings past kMaxFindings
+  std::string stopped_;            // why the layers were not all checked
+  bool sidecars_in_file_ = false;  // some tensor name ends in a sidecar suffix
   const hparams::Hparams* hparams_ = nullptr;
   Report report_;
 };
