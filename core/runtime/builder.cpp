@@ -36,6 +36,13 @@ bool failed(archreg_graph* g) {
 }
 
 Node* add_node(archreg_graph* g, Op op, std::array<int64_t, 4> ne, std::initializer_list<const Node*> src) {
+  // A weight with a per-matrix scale is read only by the blocks that apply it (matmul here; ffn
+  // and moe hold their weights apart from src, and the backend applies theirs).
+  for (const Node* s : src) {
+    if (op != Op::kMatmul && s != nullptr && s->is_weight() && s->weight->scale != nullptr && g->error.empty()) {
+      g->error = fmt::format("'{}' carries a per-matrix scale (a .scale sidecar), which only matmul, ffn and moe apply", s->weight->name);
+    }
+  }
   auto node = std::make_unique<Node>();
   node->op = op;
   node->ne = ne;
@@ -99,9 +106,9 @@ const archreg_tensor* weight(archreg_graph* g, const char* name, int32_t layer) 
   }
   const TensorView* view = g->model->weight(name, layer);
   if (view == nullptr) return nullptr;
-  if (view->has_sidecar) {
-    return fail(g, fmt::format("'{}' carries a sidecar (a per-matrix scale, the spec's sidecars:), which this runtime does not "
-                               "apply: refusing rather than computing a different model",
+  if (view->has_unknown_sidecar) {
+    return fail(g, fmt::format("'{}' carries a sidecar (the spec's sidecars:) other than scale and input_scale, which this "
+                               "runtime has no meaning for: refusing rather than computing a different model",
                                view->name));
   }
   if (const auto it = g->weights.find(view); it != g->weights.end()) return it->second;
@@ -140,6 +147,8 @@ const archreg_tensor* norm(archreg_graph* g, const archreg_tensor* x, const arch
   return node;
 }
 
+const archreg_tensor* scale(archreg_graph* g, const archreg_tensor* x, float factor);
+
 const archreg_tensor* matmul(archreg_graph* g, const archreg_tensor* w, const archreg_tensor* x) {
   if (failed(g)) return nullptr;
   if (w == nullptr || !w->is_weight() || !is_activation(x)) return fail(g, "matmul: needs a weight and an activation");
@@ -147,9 +156,13 @@ const archreg_tensor* matmul(archreg_graph* g, const archreg_tensor* w, const ar
   if (w->ne[2] > 1) {
     if (x->ne[1] != w->ne[2])
       return fail(g, fmt::format("matmul per head: {} needs {} heads in {}", shape_text(w), w->ne[2], shape_text(x)));
+    if (w->weight->scale != nullptr) return fail(g, fmt::format("matmul per head: '{}' has a per-matrix scale", w->weight->name));
     return add_node(g, Op::kMatmul, {w->ne[1], x->ne[1], x->ne[2], 1}, {w, x});
   }
-  return add_node(g, Op::kMatmul, {w->ne[1], x->ne[1], x->ne[2], x->ne[3]}, {w, x});
+  const archreg_tensor* product = add_node(g, Op::kMatmul, {w->ne[1], x->ne[1], x->ne[2], x->ne[3]}, {w, x});
+  // llama.cpp's build_lora_mm: the product times the weight's scale, before any bias.
+  if (const TensorView* s = w->weight->scale) return scale(g, product, *reinterpret_cast<const float*>(s->data()));
+  return product;
 }
 
 const archreg_tensor* binary(archreg_graph* g, Op op, const char* what, const archreg_tensor* a, const archreg_tensor* b) {

@@ -48,17 +48,21 @@ int64_t row_chunk(int64_t rows, int nth) {
   return std::max<int64_t>(1, rows / (static_cast<int64_t>(nth) * 16));
 }
 
-// y[i * y_stride] = dot(weight row, activation row i) (+ *bias) for i < count, where activation
-// row i is xq + column(i) * xq_row: the multi-column kernels decode the weight row once per kMaxCols.
+// y[i * y_stride] = dot(weight row, activation row i) (* *scale) (+ *bias) for i < count, where
+// activation row i is xq + column(i) * xq_row: the multi-column kernels decode the weight row once
+// per kMaxCols.
 template <typename Column>
 void dot_columns(int32_t type, int64_t k, const std::byte* wr, const std::byte* xq, int64_t xq_row, int64_t count, Column&& column,
-                 float* y, int64_t y_stride, const float* bias = nullptr) {
+                 float* y, int64_t y_stride, const float* bias = nullptr, const float* scale = nullptr) {
   const void* rows[kTokenTile];
   float dots[kTokenTile];
   for (int64_t c0 = 0; c0 < count; c0 += kTokenTile) {
     const int64_t nc = std::min(kTokenTile, count - c0);
     for (int64_t i = 0; i < nc; ++i) rows[i] = xq + column(c0 + i) * xq_row;
     kc::vec_dot_cols(type, k, wr, rows, nc, dots);
+    if (scale != nullptr) {
+      for (int64_t i = 0; i < nc; ++i) dots[i] *= *scale;
+    }
     if (bias != nullptr) {
       for (int64_t i = 0; i < nc; ++i) dots[i] += *bias;
     }
@@ -592,17 +596,29 @@ class CpuBackend final : public Backend {
     const float* down_bias;
     int64_t n_ff;
     int64_t n_embd;
+    // Per-matrix scales (.scale sidecars; F32, one per expert), or null.
+    const float* gate_scale;
+    const float* up_scale;
+    const float* down_scale;
   };
 
+  static const float* scale_of(const TensorView* w) {
+    return w != nullptr && w->scale != nullptr ? reinterpret_cast<const float*>(w->scale->data()) : nullptr;
+  }
+
   Experts experts_of(const Node& n) const {
-    return Experts{n.ffn[0] != nullptr ? n.ffn[0]->weight : nullptr,
+    const TensorView* gate = n.ffn[0] != nullptr ? n.ffn[0]->weight : nullptr;
+    return Experts{gate,
                    n.ffn[1]->weight,
                    n.ffn[2]->weight,
                    f32_weight_cached(n.ffn[3]),
                    f32_weight_cached(n.ffn[4]),
                    f32_weight_cached(n.ffn[5]),
                    static_cast<int64_t>(n.ffn[1]->weight->ne[1]),
-                   n.ne[0]};
+                   n.ne[0],
+                   scale_of(gate),
+                   scale_of(n.ffn[1]->weight),
+                   scale_of(n.ffn[2]->weight)};
   }
 
   // h[slot][row] for one row of gate|up of expert e, for `count` consecutive slots from
@@ -626,6 +642,21 @@ class CpuBackend final : public Backend {
     const float* gb = x.gate_bias != nullptr ? x.gate_bias + e * x.n_ff : nullptr;
     const float* ub = x.up_bias != nullptr ? x.up_bias + e * x.n_ff : nullptr;
     const archreg_glu_options& glu = n.op == Op::kMoe ? n.moe.glu : n.glu;
+    if (x.gate_scale != nullptr || x.up_scale != nullptr) {
+      // Per-matrix scales, in llama.cpp's order: an expert's product times its scale, then the
+      // bias (build_moe_ffn); a dense FFN's product plus its bias, then times the scale (build_ffn).
+      const bool scale_first = n.op == Op::kMoe;
+      const auto apply = [&](float* row, const float* bias, const float* scale) {
+        const float s = scale != nullptr ? scale[e] : 1.0f;
+        for (int64_t i = 0; i < x.n_ff; ++i) {
+          const float b = bias != nullptr ? bias[i] : 0.0f;
+          row[i] = scale_first ? row[i] * s + b : (row[i] + b) * s;
+        }
+      };
+      if (x.gate != nullptr) apply(h, gb, x.gate_scale);
+      apply(h + (x.gate != nullptr ? x.n_ff : 0), ub, x.up_scale);
+      gb = ub = nullptr;
+    }
     if (x.gate == nullptr) {
       for (int64_t i = 0; i < x.n_ff; ++i) h[i] = activate(glu, h[i] + (ub ? ub[i] : 0.0f));
     } else {
@@ -654,9 +685,12 @@ class CpuBackend final : public Backend {
     float* out = data(&n);
     const std::byte* gq = scratch() + l.gq;
     tiled_rows(x.n_embd, tokens, nth, [&](int64_t r, int64_t c0, int64_t count) {
+      // build_ffn: (product + bias) * scale, as product * scale + bias * scale
+      const float scaled_bias = x.down_bias != nullptr && x.down_scale != nullptr ? x.down_bias[r] * x.down_scale[0] : 0.0f;
+      const float* bias = x.down_bias == nullptr ? nullptr : x.down_scale != nullptr ? &scaled_bias : x.down_bias + r;
       dot_columns(
           x.down->type, x.n_ff, row_of(*x.down, r), gq, l.gq_row, count, [&](int64_t i) { return c0 + i; }, out + c0 * x.n_embd + r,
-          x.n_embd, x.down_bias != nullptr ? x.down_bias + r : nullptr);
+          x.n_embd, bias, x.down_scale);
     });
   }
 
@@ -806,7 +840,7 @@ class CpuBackend final : public Backend {
           dot_columns(
               x.down->type, x.n_ff, row_of(*x.down, row, e), gq, l.gq_row, counts[e], [&](int64_t s) { return offsets[e] + s; },
               y + static_cast<int64_t>(offsets[e]) * x.n_embd + row, x.n_embd,
-              x.down_bias != nullptr ? x.down_bias + e * x.n_embd + row : nullptr);
+              x.down_bias != nullptr ? x.down_bias + e * x.n_embd + row : nullptr, x.down_scale != nullptr ? x.down_scale + e : nullptr);
         }
       });
     }

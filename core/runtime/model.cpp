@@ -39,7 +39,16 @@ class Binder {
   std::vector<TensorView> bind() {
     bind_context(std::nullopt);
     for (int64_t layer = 0; layer < hparams_.layers().value_or(0); ++layer) bind_context(layer);
-    for (TensorView& view : views_) view.has_sidecar = with_sidecars_.contains(view.name);
+    std::map<std::string_view, size_t> index;
+    for (size_t i = 0; i < views_.size(); ++i) index.emplace(views_[i].name, i);
+    for (const auto& [weight, sidecar, suffix] : sidecars_) {
+      TensorView& w = views_[index.at(weight)];
+      if (suffix == "scale") {
+        w.scale = &views_[index.at(sidecar)];  // views_ moves into the model whole: addresses stay
+      } else if (suffix != "input_scale") {
+        w.has_unknown_sidecar = true;
+      }
+    }
     return std::move(views_);
   }
 
@@ -81,7 +90,7 @@ class Binder {
       const gguf::TensorInfo* stored = reader_.find_tensor(name);
       if (stored == nullptr) continue;
       views_.push_back(whole(*stored, mapped(*stored, decl.role), name, decl.role));
-      if (decl.sidecar_of) with_sidecars_.insert(spec_.tensors[*decl.sidecar_of].gguf_name(where));
+      if (decl.sidecar_of) sidecars_.push_back({spec_.tensors[*decl.sidecar_of].gguf_name(where), name, decl.suffix});
     }
   }
 
@@ -113,7 +122,10 @@ class Binder {
   std::vector<std::unique_ptr<Storage>>& storages_;
   std::map<const gguf::TensorInfo*, const Storage*> by_tensor_;
   std::vector<TensorView> views_;
-  std::set<std::string, std::less<>> with_sidecars_;  // weights whose sidecar the file stores
+  struct StoredSidecar {
+    std::string weight, sidecar, suffix;  // GGUF names, and the sidecar's suffix
+  };
+  std::vector<StoredSidecar> sidecars_;  // the sidecars the file stores
 };
 
 }  // namespace
@@ -212,7 +224,7 @@ void Model::fuse_in_memory() {
       // A part carrying a sidecar keeps the layer as stored (a fused form has no sidecars).
       const bool sidecar = std::any_of(form.tensors.front().parts.begin(), form.tensors.front().parts.end(), [&](size_t p) {
         const auto it = by_name.find(spec_->tensors[p].gguf_name(where));
-        return it != by_name.end() && tensors_[it->second].has_sidecar;
+        return it != by_name.end() && (tensors_[it->second].scale != nullptr || tensors_[it->second].has_unknown_sidecar);
       });
       if (sidecar) continue;
       for (const spec::FusedTensor& fused : form.tensors) {

@@ -52,8 +52,12 @@ struct TensorView {
   const Storage* storage = nullptr;        // owned by the Model
   uint64_t offset = 0;                     // bytes from the storage's start to element 0
   spec::Role role = spec::Role::kMatrix;   // the spec's role of the tensor
-  // The file stores a sidecar of this weight (`sidecars:` in the spec, e.g. an NVFP4 scale).
-  bool has_sidecar = false;
+  // The weight's `.scale` sidecar (llama.cpp's per-matrix scale, NVFP4's second level: the
+  // product is multiplied by it; F32, one value per matrix), when the file stores one.
+  const TensorView* scale = nullptr;
+  // The file stores a sidecar of this weight the runtime has no meaning for (a suffix other than
+  // `scale` and `input_scale`, which llama.cpp reads and its graphs do not use).
+  bool has_unknown_sidecar = false;
 
   const std::byte* data() const { return storage->host + offset; }
 

@@ -136,14 +136,12 @@ def test_inspect_groups_tensors_by_their_spec_role(fixtures) -> None:
 @pytest.mark.parametrize("file, refusal", [
     ("glm4moe-mtp-only.gguf", "needs layer 0 (attn_norm.weight), which the file leaves out"),
     ("deepseek2-nextn-mtp-only.gguf", "needs layer 0 (attn_norm.weight), which the file leaves out"),
-    ("qwen3-nvfp4-sidecars.gguf", "'blk.0.attn_q.weight' carries a sidecar"),
-    ("qwen3moe-expert-sidecars.gguf", "'blk.0.ffn_up_exps.weight' carries a sidecar"),
     ("glm4moe-trunk-only.gguf", None),
 ])
 def test_run_refuses_a_valid_file_only_where_it_cannot_compute_it(fixtures, file: str, refusal: str | None) -> None:
-    """Files that validate but hold only some layers, or carry per-matrix scales the runtime
-    does not apply: `run` refuses them naming what it lacks, before any token (a trunk-only file,
-    whose left-out NextN block the forward pass never reads, runs)."""
+    """Files that validate but leave out layers the forward pass needs (MTP-only): `run` refuses
+    them naming the layer, before any token (a trunk-only file, whose left-out NextN block the
+    forward pass never reads, runs)."""
     out, _ = fixtures
     cmd = [archreg(), "run", str(out / file), "--tokens", "1,2,3", "-n", "1", "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -289,6 +287,31 @@ def test_llama_cpp_loader_agrees(fixtures, llama_cpp_module, file: str) -> None:
     assert want in ("loads", "rejects"), entry
     got, _, why = _llama_cpp(out / file)
     assert got == want, f"llama.cpp {got} {file} (manifest: {want}; {entry['note']})\n{why}"
+
+
+@pytest.mark.parametrize("file", ["qwen3-nvfp4-sidecars.gguf", "qwen3moe-expert-sidecars.gguf"])
+def test_per_matrix_scales_give_llama_cpps_logits(fixtures, llama_cpp_module, file: str, tmp_path: Path) -> None:
+    """`.scale` sidecars multiply their weight's product (matmul, dense FFN and per expert), as
+    llama.cpp's graphs do; `.input_scale` is read and unused by both. The logits of the 4-token
+    probe prompt agree with llama.cpp's as closely as the plain fixture's do."""
+    out, _ = fixtures
+    got, logits, why = _llama_cpp(out / file)
+    assert got == "loads", why
+    plain = out / f"{file.split('-')[0]}.gguf"
+    _, plain_logits, _ = _llama_cpp(plain)
+    ours = {}
+    for path in (out / file, plain):
+        dump = tmp_path / f"{path.stem}.npy"
+        cmd = [archreg(), "run", str(path), "--tokens", "1,5,6,7", "-n", "0", "--threads", "1", "--dump-logits", str(dump)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == EXIT_OK, f"{' '.join(cmd)}\n{proc.stderr}"
+        ours[path] = np.load(dump)
+    reference, plain_reference = np.asarray(logits), np.asarray(plain_logits)
+    assert not np.allclose(reference, plain_reference, rtol=1e-3, atol=1e-4), "the scales change nothing: a test that cannot fail"
+    error = np.abs(ours[out / file] - reference).max() / np.ptp(reference)
+    plain_error = np.abs(ours[plain] - plain_reference).max() / np.ptp(plain_reference)
+    assert error <= max(2 * plain_error, 1e-5), (error, plain_error)
+    assert (ours[out / file].argmax(-1) == reference.argmax(-1)).all()
 
 
 def _llama_cpp_runs_fused(family: str) -> bool:
