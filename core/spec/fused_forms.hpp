@@ -19,7 +19,7 @@
 
 namespace archreg::spec {
 
-struct Spec;
+class Spec;
 
 struct FusedTensor {
   std::string suffix;          // "weight", "bias", ...

@@ -33,12 +33,6 @@ inline float hsum8(__m256 x) {
   return _mm_cvtss_f32(r);
 }
 
-inline float hsum4(__m128 r) {
-  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-  r = _mm_add_ss(r, _mm_movehdup_ps(r));
-  return _mm_cvtss_f32(r);
-}
-
 inline int hsum_i32x8(__m256i a) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
   s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
