@@ -187,7 +187,8 @@ Model Model::open(const std::filesystem::path& file, registry::Registry& registr
   model.hparams_ = std::make_unique<hparams::Hparams>(hparams::Hparams::bind(*model.spec_, reader, ignored));
   const hparams::Hparams& hparams = *model.hparams_;
   model.n_layers_ = static_cast<int32_t>(hparams.layers().value_or(0));
-  model.absent_layers_ = validate::absent_layers(reader, *model.spec_, hparams, model.n_layers_);
+  model.absent_layers_.assign(static_cast<size_t>(model.n_layers_), false);
+  for (const int64_t layer : report.absent_layers) model.absent_layers_[static_cast<size_t>(layer)] = true;  // validation found them
   model.tensors_ = Binder(reader, *model.spec_, hparams, model.storages_).bind();
   if (options.fuse_at_load) model.fuse_in_memory();
   model.index_tensors();
@@ -222,11 +223,9 @@ void Model::fuse_in_memory() {
     const int64_t contexts = form.per_layer ? n_layers_ : 1;
     for (int64_t where = 0; where < contexts; ++where) {
       // A part carrying a sidecar keeps the layer as stored (a fused form has no sidecars).
-      const bool sidecar = std::any_of(form.tensors.front().parts.begin(), form.tensors.front().parts.end(), [&](size_t p) {
-        const auto it = by_name.find(spec_->tensors[p].gguf_name(where));
-        return it != by_name.end() && (tensors_[it->second].scale != nullptr || tensors_[it->second].has_unknown_sidecar);
-      });
-      if (sidecar) continue;
+      if (spec::part_has_sidecar(*spec_, form.tensors.front(), where, [&](const std::string& name) { return by_name.contains(name); })) {
+        continue;
+      }
       for (const spec::FusedTensor& fused : form.tensors) {
         std::vector<TensorView*> parts;
         for (size_t p : fused.parts) {
