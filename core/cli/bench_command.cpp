@@ -24,6 +24,7 @@ struct BenchOptions {
   int n_prompt = 512;
   int n_gen = 128;
   int repetitions = 3;
+  std::string backend = "auto";
   int threads = 0;
   std::string fused = "off";
   RegistryOptions registry;
@@ -49,6 +50,7 @@ void bench_one(const BenchOptions& o, const std::string& path, bool fuse_at_load
   open.fuse_at_load = fuse_at_load;
   const runtime::Model model = runtime::Model::open(path, registry, open);
   runtime::SessionOptions options;
+  options.backend = o.backend;
   options.threads = o.threads;
   options.n_ctx = o.n_prompt + o.n_gen;
   options.n_batch = std::max(o.n_prompt, 1);
@@ -86,7 +88,7 @@ void bench_one(const BenchOptions& o, const std::string& path, bool fuse_at_load
   auto row = [&](const std::string& test, const std::vector<double>& rates) {
     const Stats s = stats(rates);
     table += fmt::format("| {:<32} | {:<10} | {:>7} | {:<13} | {:>6} | {:>10.2f} ± {:<7.2f} |\n", name, model.arch(),
-                         session.backend().name().substr(0, 3) == "cpu" ? "cpu" : "?", layout, test, s.mean, s.stddev);
+                         session.backend().name().substr(0, session.backend().name().find(' ')), layout, test, s.mean, s.stddev);
   };
   if (!pp.empty()) row(fmt::format("pp{}", o.n_prompt), pp);
   if (!tg.empty()) row(fmt::format("tg{}", o.n_gen), tg);
@@ -114,7 +116,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   command->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens processed as one batch")->check(CLI::NonNegativeNumber);
   command->add_option("-n,--n-gen", o->n_gen, "Tokens generated one at a time")->check(CLI::NonNegativeNumber);
   command->add_option("-r,--repetitions", o->repetitions, "Measured repetitions (after one warm-up)")->check(CLI::PositiveNumber);
-  command->add_option("-t,--threads", o->threads, "Threads (default: every core)")->check(CLI::NonNegativeNumber);
+  command->add_option("-t,--threads", o->threads, "CPU threads (default: every core)")->check(CLI::NonNegativeNumber);
+  add_backend_option(*command, o->backend);
   command->add_option("--fused", o->fused, "Run the file as stored (off), fused in memory at load (on), or both")
       ->check(CLI::IsMember({"off", "on", "both"}));
   add_registry_options(*command, o->registry);

@@ -32,6 +32,7 @@ struct ChatOptions {
   std::string chat_template;
   std::string system;
   int max_reply = 512;
+  std::string backend = "auto";
   int threads = 0;
   int64_t ctx = 0;
   uint64_t seed = 0;
@@ -46,6 +47,7 @@ int chat(const ChatOptions& o) {
   const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(model.reader());
   const text::ChatTemplate chat_template = text::ChatTemplate::from_gguf(model.reader(), o.chat_template);
   runtime::SessionOptions options;
+  options.backend = o.backend;
   options.threads = o.threads;
   options.n_ctx = o.ctx;
   runtime::Session session(model, options);
@@ -111,7 +113,8 @@ void add_chat_command(CLI::App& app, int& exit_code) {
                       "Template family instead of the file's (archreg tokenize --help lists them), or raw");
   command->add_option("--system", o->system, "A system message opening the conversation");
   command->add_option("-n,--n-predict", o->max_reply, "Most tokens in one reply")->check(CLI::PositiveNumber);
-  command->add_option("-t,--threads", o->threads, "Threads (default: every core)")->check(CLI::NonNegativeNumber);
+  command->add_option("-t,--threads", o->threads, "CPU threads (default: every core)")->check(CLI::NonNegativeNumber);
+  add_backend_option(*command, o->backend);
   command->add_option("-c,--ctx", o->ctx, "Context size in tokens")->check(CLI::NonNegativeNumber);
   command->add_option("-s,--seed", o->seed, "Sampling seed");
   add_sampling_options(*command, o->sampling);

@@ -1,5 +1,5 @@
 // `archreg run [MODEL] --tokens IDS [-n N] ...`: evaluates a prompt and generates tokens on the
-// CPU backend; `archreg bench [MODEL]`: prompt-processing and generation speed in the
+// CUDA or CPU backend (--backend); `archreg bench [MODEL]`: prompt-processing and generation speed in the
 // style of the usual benchmark table. Every refusal (a file that cannot run, ids out of range, a context too small, a model
 // larger than memory, an output that cannot be written) comes before any work, exit status 1.
 #include <fmt/format.h>
@@ -36,6 +36,7 @@ struct RunOptions {
   std::string tokens;
   std::string prompt;
   int n_predict = 32;
+  std::string backend = "auto";
   int threads = 0;
   int64_t ctx = 0;
   uint64_t seed = 0;
@@ -78,6 +79,7 @@ int run(const RunOptions& o) {
   const std::vector<int32_t> prompt = text_mode ? tokenizer->encode(o.prompt, true, true) : parse_ids(o.tokens);
   if (prompt.empty()) throw runtime::RunError("the prompt gives no tokens");
   runtime::SessionOptions options;
+  options.backend = o.backend;
   options.threads = o.threads;
   options.n_ctx = o.ctx;
   options.all_logits = !o.dump_logits.empty();
@@ -133,7 +135,7 @@ int run(const RunOptions& o) {
 }  // namespace
 
 void add_run_command(CLI::App& app, int& exit_code) {
-  auto* command = app.add_subcommand("run", "Evaluate a prompt (text or token ids) and generate tokens (CPU backend)");
+  auto* command = app.add_subcommand("run", "Evaluate a prompt (text or token ids) and generate tokens");
   auto o = std::make_shared<RunOptions>();
   command->add_option("model", o->model, "GGUF model (default: the embedded SmolLM2-135M-Instruct)");
   auto* tokens = command->add_option("--tokens", o->tokens, "Prompt token ids, e.g. 1,2,3 (generated ids are printed)");
@@ -141,7 +143,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
       command->add_option("-p,--prompt", o->prompt, "Prompt text, tokenized with the model's vocabulary (the reply streams as text)");
   tokens->excludes(prompt);
   command->add_option("-n,--n-predict", o->n_predict, "Tokens to generate; 0 only evaluates the prompt")->check(CLI::NonNegativeNumber);
-  command->add_option("-t,--threads", o->threads, "Threads (default: every core)")->check(CLI::NonNegativeNumber);
+  command->add_option("-t,--threads", o->threads, "CPU threads (default: every core)")->check(CLI::NonNegativeNumber);
+  add_backend_option(*command, o->backend);
   command->add_option("-c,--ctx", o->ctx, "Context size in tokens (default: min(trained context, 4096))")->check(CLI::NonNegativeNumber);
   command->add_option("-s,--seed", o->seed, "Sampling seed");
   add_sampling_options(*command, o->sampling);

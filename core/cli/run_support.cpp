@@ -87,6 +87,13 @@ int32_t Sampler::sample(std::span<const float> logits) {
   return candidates_.back().second;
 }
 
+void add_backend_option(CLI::App& command, std::string& backend) {
+  if (const char* chosen = std::getenv("ARCHREG_BACKEND"); chosen != nullptr && *chosen != '\0') backend = chosen;
+  command.add_option("--backend", backend, "Where to run: cuda, cpu, or auto (CUDA when a GPU is present; $ARCHREG_BACKEND)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+}
+
 std::vector<int32_t> end_of_generation_ids(const runtime::Model& model) {
   std::vector<int32_t> ids;
   for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {

@@ -40,6 +40,9 @@ class Sampler {
   std::vector<std::pair<float, int32_t>> candidates_;
 };
 
+// --backend auto|cpu|cuda (default: $ARCHREG_BACKEND, else auto: CUDA when a GPU is present).
+void add_backend_option(CLI::App& command, std::string& backend);
+
 // Token ids that end a generation: the file's EOS/EOT/EOM ids when it names them.
 std::vector<int32_t> end_of_generation_ids(const runtime::Model& model);
 

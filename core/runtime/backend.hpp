@@ -39,4 +39,11 @@ class Backend {
 
 std::unique_ptr<Backend> make_cpu_backend(int n_threads);
 
+// The CUDA backend on the first visible GPU (CUDA_VISIBLE_DEVICES picks another). Throws when
+// cuda_unavailable() says why it cannot run.
+std::unique_ptr<Backend> make_cuda_backend();
+// nullopt when make_cuda_backend() can run, else why not ("this archreg was built without
+// CUDA", "no CUDA device", the driver's error).
+std::optional<std::string> cuda_unavailable();
+
 }  // namespace archreg::runtime

@@ -119,7 +119,7 @@ class CpuBackend final : public Backend {
   }
 
   void prepare(Graph& graph) override {
-    plan(graph);
+    plan_arena(graph, [&](const Node& n) { return scratch_for(n); });
     if (graph.arena_bytes > static_cast<int64_t>(arena_.size()))
       arena_.assign(static_cast<size_t>(graph.arena_bytes) / sizeof(float) + 16, 0.0f);
     if (graph.scratch_bytes > static_cast<int64_t>(scratch_.size()))
@@ -160,66 +160,6 @@ class CpuBackend final : public Backend {
 
  private:
   // ---- planning -------------------------------------------------------------------------------
-
-  static const Node* root(const Node* n) {
-    while (n->op == Op::kReshape) n = n->src[0];
-    return n;
-  }
-
-  void plan(Graph& graph) {
-    const size_t count = graph.nodes.size();
-    std::vector<int64_t> last_use(count, -1);
-    for (const auto& node : graph.nodes) {
-      for (const Node* s : node->src) {
-        if (s != nullptr && !s->is_weight())
-          last_use[static_cast<size_t>(root(s)->id)] = std::max(last_use[static_cast<size_t>(root(s)->id)], static_cast<int64_t>(node->id));
-      }
-    }
-    last_use[static_cast<size_t>(root(graph.logits)->id)] = static_cast<int64_t>(count);
-    std::vector<std::pair<int64_t, int64_t>> free_blocks;  // offset, size
-    int64_t top = 0;
-    std::vector<std::vector<const Node*>> release(count + 1);
-    graph.scratch_bytes = 0;
-    for (const auto& node_ptr : graph.nodes) {
-      Node& node = *node_ptr;
-      const size_t i = static_cast<size_t>(node.id);
-      for (const Node* done : release[i]) {
-        free_blocks.emplace_back(done->offset, align_up(done->n_elements() * 4));
-      }
-      std::sort(free_blocks.begin(), free_blocks.end());
-      for (size_t b = 1; b < free_blocks.size();) {  // merge neighbours
-        if (free_blocks[b - 1].first + free_blocks[b - 1].second == free_blocks[b].first) {
-          free_blocks[b - 1].second += free_blocks[b].second;
-          free_blocks.erase(free_blocks.begin() + static_cast<std::ptrdiff_t>(b));
-        } else {
-          ++b;
-        }
-      }
-      if (node.is_weight()) continue;
-      if (node.op == Op::kReshape) {
-        node.alias_of = root(&node);
-        continue;
-      }
-      const int64_t bytes = align_up(node.n_elements() * 4);
-      auto best = free_blocks.end();
-      for (auto it = free_blocks.begin(); it != free_blocks.end(); ++it) {
-        if (it->second >= bytes && (best == free_blocks.end() || it->second < best->second)) best = it;
-      }
-      if (best != free_blocks.end()) {
-        node.offset = best->first;
-        best->first += bytes;
-        best->second -= bytes;
-        if (best->second == 0) free_blocks.erase(best);
-      } else {
-        node.offset = top;
-        top += bytes;
-      }
-      const int64_t last = last_use[i];
-      if (last >= 0 && last < static_cast<int64_t>(count)) release[static_cast<size_t>(last) + 1].push_back(&node);
-      graph.scratch_bytes = std::max(graph.scratch_bytes, scratch_for(node));
-    }
-    graph.arena_bytes = top;
-  }
 
   int64_t scratch_for(const Node& n) const {
     const int nth = pool_.size();
@@ -305,7 +245,7 @@ class CpuBackend final : public Backend {
 
   // ---- execution ------------------------------------------------------------------------------
 
-  float* data(const Node* n) { return arena_.data() + root(n)->offset / 4; }
+  float* data(const Node* n) { return arena_.data() + storage_root(n)->offset / 4; }
   const float* operand(const Node* n) { return n == nullptr ? nullptr : n->is_weight() ? f32_weight_cached(n) : data(n); }
   std::byte* scratch() { return scratch_.data(); }
 

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,5 +78,13 @@ struct Graph {
   // Per layer: the K and V widths (elements per position) that attention stores.
   std::vector<std::array<int64_t, 2>> kv_widths;
 };
+
+// The node whose buffer `n` reads (through reshapes, which alias their source).
+const Node* storage_root(const Node* n);
+
+// Plans the activation arena (plan.cpp), the same for every backend: each node's value gets an
+// offset, reusing the blocks of values whose last reader has run (best fit), and the graph's
+// scratch is the largest a node asks for (scratch_for, per backend).
+void plan_arena(Graph& graph, const std::function<int64_t(const Node&)>& scratch_for);
 
 }  // namespace archreg::runtime

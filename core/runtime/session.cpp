@@ -7,9 +7,23 @@
 #include "runtime/builder.hpp"
 
 namespace archreg::runtime {
+namespace {
+
+std::unique_ptr<Backend> make_backend(const SessionOptions& options) {
+  if (options.backend == "cpu") return make_cpu_backend(options.threads);
+  const std::optional<std::string> no_cuda = cuda_unavailable();
+  if (options.backend == "cuda") {
+    if (no_cuda) throw RunError(fmt::format("the CUDA backend cannot run: {}", *no_cuda));
+    return make_cuda_backend();
+  }
+  if (options.backend != "auto") throw RunError(fmt::format("unknown backend '{}' (expected auto, cpu or cuda)", options.backend));
+  return no_cuda ? make_cpu_backend(options.threads) : make_cuda_backend();
+}
+
+}  // namespace
 
 Session::Session(const Model& model, SessionOptions options) : model_(model), options_(options) {
-  backend_ = make_cpu_backend(options.threads);
+  backend_ = make_backend(options);
   backend_->place(model.storages());
   n_ctx_ = context_size(model, options);
   if (n_ctx_ <= 0) throw RunError(fmt::format("context size {} is not positive", n_ctx_));

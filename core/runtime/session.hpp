@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "runtime/backend.hpp"
@@ -23,7 +24,9 @@ class RunError : public std::runtime_error {
 };
 
 struct SessionOptions {
-  int threads = 0;          // 0: every core
+  // "cpu", "cuda", or "auto": CUDA when this build has it and a GPU is present, else the CPU.
+  std::string backend = "auto";
+  int threads = 0;          // 0: every core (CPU backend)
   int64_t n_ctx = 0;        // 0: min(the model's training context, 4096)
   int32_t n_batch = 512;    // tokens per prefill graph
   bool all_logits = false;  // logits of every position, not only the last
