@@ -1,13 +1,16 @@
 // The CUDA backend against the CPU backend (the reference), ggml's test-backend-ops in spirit:
 // every operation on fresh random data, through the Backend interface both implement, at decode
 // (1 token), small batches and prefill sizes; then whole models' logits, each file fused and
-// unfused. Without a GPU every test is reported as skipped, with the reason.
+// unfused. Without a GPU every CUDA test is reported as skipped, with the reason; the same op
+// tests also run with the CPU backend on one thread in place of CUDA (CpuOneThread/...), which
+// checks the tests' graphs themselves wherever they are built.
 //
 // Agreement is measured as the normalised squared error sum((cuda - cpu)^2) / sum(cpu^2): the CPU
 // backend quantizes activations to ggml's vec_dot types (Q8_0, Q8_K, ...) and the CUDA backend's
 // prefill products round to TF32, so products agree to ~1e-5; a wrong index or formula gives ~1.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <deque>
@@ -63,15 +66,25 @@ class OpGraph {
     size_t i = 0;
     for (const Node* s : src) node->src[i++] = s;
     graph_.nodes.push_back(std::move(node));
-    graph_.logits = graph_.nodes.back().get();
+    if (op != Op::kWeight) graph_.logits = graph_.nodes.back().get();  // the output: the last block made
     return graph_.nodes.back().get();
   }
 
-  // Matrices [k, rows, mats] of `type`, random; consecutive parts of one storage when `parts` > 1
-  // (a fused tensor: part p is rows [p * rows, (p + 1) * rows) of every matrix).
+  // Matrices [k, rows, mats] of `type`, random; with `parts` > 1, that many such stacks stored as
+  // one fused tensor (part p is rows [p * rows, (p + 1) * rows) of every matrix), holding the
+  // values `parts` separate calls would have made.
   std::vector<Node*> weights(int32_t type, int64_t k, int64_t rows, int64_t mats, int parts = 1) {
     const uint64_t row_bytes = kc::row_size(type, k);
-    std::vector<uint8_t>& bytes = buffer(testing::random_weight_rows(type, k, rows * mats * parts, rng_));
+    const size_t part_bytes = static_cast<size_t>(row_bytes) * static_cast<size_t>(rows);
+    std::vector<uint8_t>& bytes = buffer(std::vector<uint8_t>(part_bytes * static_cast<size_t>(mats * parts)));
+    for (int p = 0; p < parts; ++p) {
+      // Weights of about 1/sqrt(k), as trained ones are: a chain of products stays finite.
+      const auto values = testing::random_weight_rows(type, k, rows * mats, rng_, 2.0 / std::sqrt(static_cast<double>(k)));
+      for (int64_t m = 0; m < mats; ++m) {
+        std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(m) * part_bytes), part_bytes,
+                    bytes.begin() + static_cast<std::ptrdiff_t>((static_cast<size_t>(m * parts + p)) * part_bytes));
+      }
+    }
     Storage& storage = add_storage(bytes);
     std::vector<Node*> out;
     for (int p = 0; p < parts; ++p) {
@@ -164,13 +177,26 @@ std::vector<std::vector<float>> run_on(Backend& backend, OpGraph& g, int batches
   return out;
 }
 
-// CUDA against the CPU on the graph `g` built, batch by batch; returns the CUDA outputs.
-std::vector<std::vector<float>> expect_agree(OpGraph& g, double limit, const std::string& what, int batches = 1) {
+// The backend under test: CUDA, or (where there is no GPU too) the CPU backend on one thread,
+// which checks that every graph of these tests is valid and that the CPU backend's split of the
+// work between threads changes nothing.
+std::unique_ptr<Backend> make_backend_under_test(const std::string& name) {
+  return name == "cuda" ? make_cuda_backend() : make_cpu_backend(1);
+}
+
+// The backend under test against the CPU on the graph `g`, batch by batch; returns its outputs.
+std::vector<std::vector<float>> expect_agree(const std::string& backend, OpGraph& g, double limit, const std::string& what,
+                                             int batches = 1) {
   auto cpu = make_cpu_backend(2);
-  auto cuda = make_cuda_backend();
+  auto tested = make_backend_under_test(backend);
   const auto want = run_on(*cpu, g, batches);
-  const auto got = run_on(*cuda, g, batches);
+  const auto got = run_on(*tested, g, batches);
   for (int b = 0; b < batches; ++b) {
+    // A graph whose reference output is all zeros, or not finite, would check nothing.
+    const auto& reference = want[static_cast<size_t>(b)];
+    EXPECT_TRUE(std::all_of(reference.begin(), reference.end(), [](float v) { return std::isfinite(v); }) &&
+                std::any_of(reference.begin(), reference.end(), [](float v) { return v != 0.0f; }))
+        << what << ", batch " << b << ": the CPU's output is all zeros or not finite";
     const double e = nmse(got[static_cast<size_t>(b)], want[static_cast<size_t>(b)]);
     EXPECT_LE(e, limit) << what << ", batch " << b << ": normalised squared error " << e;
     for (float v : got[static_cast<size_t>(b)]) {
@@ -190,14 +216,19 @@ std::string type_name(int32_t type) {
   return std::to_string(type);
 }
 
-class CudaOps : public ::testing::Test {
+class OpsAgainstCpu : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override { skip_without_gpu(); }
+  void SetUp() override {
+    if (GetParam() == "cuda") skip_without_gpu();
+  }
+  std::vector<std::vector<float>> expect_agree(OpGraph& g, double limit, const std::string& what, int batches = 1) {
+    return runtime::expect_agree(GetParam(), g, limit, what, batches);
+  }
 };
 
 // Every weight type at decode (1 token), a small batch (the vector kernel) and a prefill batch
 // whose columns and rows do not fill the tiles; float rows also with a length not a multiple of 32.
-TEST_F(CudaOps, MatmulEveryTypeAtEveryBatchSize) {
+TEST_P(OpsAgainstCpu, MatmulEveryTypeAtEveryBatchSize) {
   for (int32_t type : kTypes) {
     for (int32_t tokens : {1, 5, 67}) {
       for (int64_t k : {int64_t{256}, int64_t{40}}) {
@@ -212,7 +243,7 @@ TEST_F(CudaOps, MatmulEveryTypeAtEveryBatchSize) {
   }
 }
 
-TEST_F(CudaOps, MatmulPerHeadMatrices) {
+TEST_P(OpsAgainstCpu, MatmulPerHeadMatrices) {
   for (int32_t tokens : {1, 19}) {
     OpGraph g(tokens, 7);
     const Node* x = g.input(64 * 4);
@@ -223,7 +254,7 @@ TEST_F(CudaOps, MatmulPerHeadMatrices) {
   }
 }
 
-TEST_F(CudaOps, Norms) {
+TEST_P(OpsAgainstCpu, Norms) {
   for (auto kind : {ARCHREG_NORM_RMS, ARCHREG_NORM_LAYER}) {
     OpGraph g(7, 11);
     const Node* x = g.input(300);
@@ -236,7 +267,7 @@ TEST_F(CudaOps, Norms) {
   }
 }
 
-TEST_F(CudaOps, Elementwise) {
+TEST_P(OpsAgainstCpu, Elementwise) {
   const int32_t tokens = 6;
   auto check = [&](const std::string& what, auto&& build) {
     OpGraph g(tokens, 21);
@@ -260,7 +291,7 @@ TEST_F(CudaOps, Elementwise) {
   check("output rows", [](OpGraph& g, const Node* x) { g.add(Op::kOutputRows, {48, 2, 1, 1}, {x}); });
 }
 
-TEST_F(CudaOps, Rope) {
+TEST_P(OpsAgainstCpu, Rope) {
   struct Case {
     const char* what;
     uint32_t mode;
@@ -288,7 +319,7 @@ TEST_F(CudaOps, Rope) {
   }
 }
 
-TEST_F(CudaOps, Attention) {
+TEST_P(OpsAgainstCpu, Attention) {
   struct Case {
     const char* what;
     int64_t heads, kv_heads, dk, dv;
@@ -356,7 +387,7 @@ void ffn_weights(OpGraph& g, Node* n, const FfnSetup& s, int64_t n_embd, int64_t
   n->moe.glu = n->glu;
 }
 
-TEST_F(CudaOps, Ffn) {
+TEST_P(OpsAgainstCpu, Ffn) {
   struct Case {
     const char* what;
     FfnSetup s;
@@ -442,7 +473,7 @@ std::vector<MoeSetup> moe_cases() {
   return {softmax, grouped, oai, mixed};
 }
 
-TEST_F(CudaOps, MoeAtEveryBatchSize) {
+TEST_P(OpsAgainstCpu, MoeAtEveryBatchSize) {
   int i = 0;
   for (const MoeSetup& m : moe_cases()) {
     for (int32_t tokens : {1, 6, 100}) {
@@ -456,7 +487,7 @@ TEST_F(CudaOps, MoeAtEveryBatchSize) {
 
 // The fused gate|up storage and the two tensors it replaces: the same kernel reads the same rows,
 // so the outputs are identical, bit for bit.
-TEST_F(CudaOps, FusedAndUnfusedExpertsAreBitIdentical) {
+TEST_P(OpsAgainstCpu, FusedAndUnfusedExpertsAreBitIdentical) {
   for (int32_t tokens : {1, 100}) {
     std::vector<std::vector<float>> outputs;
     for (bool fused : {false, true}) {
@@ -464,12 +495,15 @@ TEST_F(CudaOps, FusedAndUnfusedExpertsAreBitIdentical) {
       m.ffn.fused = fused;
       OpGraph g(tokens, 71);
       moe_node(g, m, tokens);
-      auto cuda = make_cuda_backend();
-      outputs.push_back(run_on(*cuda, g, 1)[0]);
+      auto tested = make_backend_under_test(GetParam());
+      outputs.push_back(run_on(*tested, g, 1)[0]);
     }
     EXPECT_EQ(outputs[0], outputs[1]) << "tokens " << tokens;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Cuda, OpsAgainstCpu, ::testing::Values("cuda"));
+INSTANTIATE_TEST_SUITE_P(CpuOneThread, OpsAgainstCpu, ::testing::Values("cpu"));
 
 // ---- whole models ------------------------------------------------------------------------------
 
