@@ -2,6 +2,8 @@
 # Runs every test archreg has: installs what is missing, checks formatting, builds, then
 #   0. every tracked C++ file is formatted as .clang-format says (Debian's clang-format 14);
 #   1. the release build (warnings are errors) and its full test suite, interop tests included;
+#      with the CUDA backend when nvcc is found (its GPU tests report themselves skipped without
+#      a GPU; scripts/device-check.sh runs them on one);
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. the GGUF reader fuzzer for ARCHREG_FUZZ_SECONDS (default 60), and the validation and
 #      spec fuzzers for half as long each, under ASan + UBSan.
