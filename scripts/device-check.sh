@@ -83,6 +83,10 @@ run() {
   ARCHREG_CUDA_MODELS="$work/models" timeout 300 "$bin/archreg_cuda_tests" --gtest_output="xml:$out/cuda-tests.xml" \
     >"$out/cuda-tests.log" 2>&1 || status=1
   grep -E '^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|Failure|error' "$out/cuda-tests.log" || true
+  if [ $status -ne 0 ]; then  # again, each node waited for, so that a fault names its node
+    ARCHREG_CUDA_SYNC=1 ARCHREG_CUDA_MODELS="$work/models" timeout 120 "$bin/archreg_cuda_tests" --gtest_filter='Cuda*' \
+      >"$out/cuda-tests-sync.log" 2>&1 || true
+  fi
 
   echo "=== one MoE layer"
   local cublas

@@ -162,6 +162,10 @@ class CudaBackend final : public Backend {
     batch_state_.allocate(align_up(sizeof(int64_t)) + align_up(kMaxBatch * sizeof(int32_t)), "the batch's tokens");
     const char* graphs = std::getenv("ARCHREG_CUDA_GRAPHS");
     use_graphs_ = graphs == nullptr || std::string_view(graphs) != "0";
+    // Debugging: wait for every node and name the first that fails (no graph capture then).
+    const char* sync = std::getenv("ARCHREG_CUDA_SYNC");
+    sync_each_node_ = sync != nullptr && std::string_view(sync) == "1";
+    if (sync_each_node_) use_graphs_ = false;
   }
 
   ~CudaBackend() override {
@@ -260,7 +264,7 @@ class CudaBackend final : public Backend {
     check(cudaMemcpyAsync(batch_state_.data(), staging, state_bytes, cudaMemcpyHostToDevice, stream_), "copying the batch");
 
     auto& run = runs_[&graph];
-    if (use_graphs_ && run.exec == nullptr && run.count > 0) capture(graph, run);
+    if (use_graphs_ && run.exec == nullptr && run.count > 0 && !capture(graph, run)) use_graphs_ = false;
     if (run.exec != nullptr) {
       check(cudaGraphLaunch(run.exec, stream_), "cudaGraphLaunch");
     } else {
@@ -283,20 +287,28 @@ class CudaBackend final : public Backend {
     int64_t count = 0;
   };
 
-  void capture(const Graph& graph, Run& run) {
+  // Captures the graph's launches as a CUDA graph. False (and nothing captured, the stream usable
+  // again) when capturing fails: the graph then runs launch by launch, as the first time.
+  bool capture(const Graph& graph, Run& run) {
     cudaGraph_t captured = nullptr;
-    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return (void)cudaGetLastError(), false;
+    bool launched = true;
     try {
       enqueue(graph);
-    } catch (...) {
-      cudaStreamEndCapture(stream_, &captured);
-      if (captured != nullptr) cudaGraphDestroy(captured);
-      throw;
+    } catch (const std::exception&) {
+      launched = false;
     }
-    check(cudaStreamEndCapture(stream_, &captured), "cudaStreamEndCapture");
-    const cudaError_t status = cudaGraphInstantiate(&run.exec, captured, 0);
-    cudaGraphDestroy(captured);
-    check(status, "cudaGraphInstantiate");
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &captured);
+    cudaError_t status =
+        launched && ended == cudaSuccess ? cudaGraphInstantiate(&run.exec, captured, 0) : cudaErrorStreamCaptureInvalidated;
+    if (captured != nullptr) cudaGraphDestroy(captured);
+    if (status != cudaSuccess) {
+      run.exec = nullptr;
+      (void)cudaGetLastError();  // clears the capture's error; the eager launches report their own
+      fmt::print(stderr, "archreg: CUDA graph capture failed ({}); running launch by launch\n", cudaGetErrorString(status));
+      return false;
+    }
+    return true;
   }
 
   void forget_captures() {
@@ -365,6 +377,8 @@ class CudaBackend final : public Backend {
     for (const auto& node : graph.nodes) {
       if (node->is_weight() || node->op == Op::kReshape) continue;
       run(*node);
+      if (sync_each_node_)
+        check(cudaStreamSynchronize(stream_), fmt::format("node {} ({}, op {})", node->id, node->name, static_cast<int>(node->op)));
     }
     check(cudaGetLastError(), "launching the graph's kernels");
   }
@@ -584,6 +598,7 @@ class CudaBackend final : public Backend {
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
   bool use_graphs_ = true;
+  bool sync_each_node_ = false;
   DeviceMemory weights_;
   std::map<const Storage*, std::byte*> on_device_;
   std::map<const TensorView*, std::unique_ptr<DeviceMemory>> f32_copies_;
