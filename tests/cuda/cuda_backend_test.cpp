@@ -553,8 +553,14 @@ TEST(CudaModels, LogitsMatchTheCpuFusedAndUnfused) {
     SCOPED_TRACE(name);
     const std::vector<float> cpu = model_logits(entry.path(), "cpu", prompt, 4);
     const std::vector<float> cuda = model_logits(entry.path(), "cuda", prompt, 4);
-    const double e = nmse(cuda, cpu);
-    EXPECT_LE(e, 1e-4) << name << ": normalised squared error of CUDA against the CPU " << e;
+    // As test_run_logits.py holds the CPU to llama.cpp: the largest difference within 2% of the
+    // range of the reference's logits (the CPU quantizes activations and the GPU does not, as
+    // llama.cpp's two summation orders differ; a wrong kernel moves logits by much more).
+    const auto [lo, hi] = std::minmax_element(cpu.begin(), cpu.end());
+    double worst = 0.0;
+    for (size_t i = 0; i < cpu.size(); ++i) worst = std::max(worst, std::abs(static_cast<double>(cuda[i]) - cpu[i]));
+    EXPECT_LE(worst, 2e-2 * (*hi - *lo)) << name << ": CUDA's logits differ from the CPU's by up to " << worst << " for a range of "
+                                         << (*hi - *lo);
     std::filesystem::path fused = entry.path();
     fused.replace_extension(".fused.gguf");
     if (std::filesystem::exists(fused)) {
