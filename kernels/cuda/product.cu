@@ -109,18 +109,14 @@ __global__ void __launch_bounds__(kVectorWarps* kWarp) vector_kernel(Product p, 
       const float* xv = xs[j] + at;
       float s = 0.0f;
       float su = 0.0f;
-      if (n == 32) {
+      // Constant indices only, so that wv and uv stay in registers; the bound matters for the
+      // tail of a float row alone (quantized rows are whole chunks).
 #pragma unroll
-        for (int i = 0; i < 32; ++i) {
-          const float xi = xv[i];
-          s += wv[i] * xi;
-          if constexpr (kGlu) su += uv[i] * xi;
-        }
-      } else {
-        for (int i = 0; i < n; ++i) {
-          s += wv[i] * xv[i];
-          if constexpr (kGlu) su += uv[i] * xv[i];
-        }
+      for (int i = 0; i < 32; ++i) {
+        if (F::block == 1 && i >= n) break;
+        const float xi = xv[i];
+        s += wv[i] * xi;
+        if constexpr (kGlu) su += uv[i] * xi;
       }
       acc[j] += s;
       if constexpr (kGlu) acc_up[j] += su;
